@@ -1,0 +1,70 @@
+"""Device parsing and the precision choice: the one place that decides fp32 / bf16 / fp16."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+
+
+import torch
+
+from livedream.config import ConfigError
+
+__all__ = ["parse_device", "parse_devices", "choose_precision", "autocast", "cpu_has_fast_bf16"]
+
+
+def parse_device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise ConfigError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from e
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name} asked for, but torch sees no CUDA device here")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {name}: only {torch.cuda.device_count()} CUDA devices")
+    elif device.type != "cpu":
+        raise ConfigError(f"unsupported device {name!r}; use cpu, cuda or cuda:N")
+    return device
+
+
+def parse_devices(spec: str) -> list[torch.device]:
+    """'cuda:0,cuda:1' or 'cpu,cpu' -> devices (repeats allowed: one model replica each)."""
+    names = [s.strip() for s in spec.split(",") if s.strip()]
+    if not names:
+        raise ConfigError("no device given")
+    return [parse_device(n) for n in names]
+
+
+@functools.cache
+def cpu_has_fast_bf16() -> bool:
+    """True where the CPU has native bf16 matrix units (AMX or AVX512-BF16)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def choose_precision(requested: str, device: torch.device, *, dense: bool) -> str:
+    """The precision to run in. `auto`: fp16 on CUDA; bf16 on CPUs with bf16 units for dense
+    networks (measured: ~2x on AMX for GoogLeNet; depthwise EfficientNet gains little); else fp32."""
+    if requested == "fp16" and device.type != "cuda":
+        raise ConfigError("fp16 needs a CUDA device; on the CPU use bf16 or fp32")
+    if requested != "auto":
+        return requested
+    if device.type == "cuda":
+        return "fp16"
+    return "bf16" if dense and cpu_has_fast_bf16() else "fp32"
+
+
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager[None]:
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=_DTYPES[precision])
+
+
