@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import functools
 
-
 import torch
 
 from livedream.config import ConfigError

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import torch
 
 from livedream.models.base import DreamNet, LayerInfo, ModelError, prepare
-from livedream.models.efficientnet_lite import load_effnet_lite0
-from livedream.models.googlenet import load_googlenet
+from livedream.models.efficientnet_lite import EfficientNetLite0, load_effnet_lite0
+from livedream.models.googlenet import GoogLeNet, load_googlenet
 
 __all__ = ["MODELS", "DreamNet", "LayerInfo", "ModelError", "ModelSpec", "load_model", "model_spec"]
 
@@ -17,13 +17,14 @@ __all__ = ["MODELS", "DreamNet", "LayerInfo", "ModelError", "ModelSpec", "load_m
 @dataclass(frozen=True)
 class ModelSpec:
     load: Callable[[str | None], DreamNet]  # weights path or None -> network with weights
+    arch: Callable[[], DreamNet]  # the bare architecture (random weights), e.g. to list layers
     default_layer: str
     dense: bool  # dense convolutions gain from bf16 on AMX CPUs; depthwise ones do not
 
 
 MODELS: dict[str, ModelSpec] = {
-    "effnet-lite0": ModelSpec(load_effnet_lite0, default_layer="block9", dense=False),
-    "googlenet": ModelSpec(load_googlenet, default_layer="inception4c", dense=True),
+    "effnet-lite0": ModelSpec(load_effnet_lite0, EfficientNetLite0, default_layer="block9", dense=False),
+    "googlenet": ModelSpec(load_googlenet, GoogLeNet, default_layer="inception4c", dense=True),
 }
 
 

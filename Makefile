@@ -1,0 +1,35 @@
+# Two commands for a newcomer: `make demo` and `make test`. Both set up .venv first.
+# torch is pinned to its CPU build here (a bare `pip install torch` pulls a multi-GB CUDA build);
+# on a CUDA machine: make setup TORCH=torch
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH)"
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[test]"
+	touch $(STAMP)
+
+demo: setup
+	@mkdir -p out
+	$(VENV)/bin/livedream image samples/fruits.jpg -o out/fruits_dream.jpg
+	@echo "demo: wrote out/fruits_dream.jpg"
+
+test: setup lint
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check livedream tests scripts
+
+bench: setup
+	$(PY) scripts/bench_image.py
+
+clean:
+	rm -rf out .pytest_cache .ruff_cache

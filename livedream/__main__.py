@@ -1,0 +1,5 @@
+import sys
+
+from livedream.cli import main
+
+sys.exit(main())
