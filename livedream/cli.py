@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from livedream.config import DreamConfig, preset
+from livedream.config import DreamConfig, VideoConfig, load_presets, preset, video_preset
 from livedream.errors import InputError, LivedreamError, OutputError
 
 __all__ = ["main"]
@@ -150,6 +150,73 @@ def _output_paths(inputs: list[str], output: str, exts: Sequence[str], *, keep_e
     return pairs
 
 
+# -- video ----------------------------------------------------------------------------------------
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv",
+                    ".wmv")
+
+
+def video_config_from_args(args: argparse.Namespace) -> VideoConfig:
+    extra = load_presets(args.presets_file) if args.presets_file else None
+    layers, weights = _parse_layers(args.layer)
+    devices = args.devices or args.device
+    return video_preset(
+        args.preset, extra,
+        model=args.model, weights=args.weights, layers=layers, layer_weights=weights,
+        channel=args.channel, iters=args.iters, octaves=args.octaves,
+        octave_scale=args.octave_scale, step=args.step, jitter=args.jitter, tile=args.tile,
+        precision=args.precision, seed=args.seed, dream_width=args.dream_width,
+        warm=False if args.no_warm else None, decay=args.decay, cold_iters=args.cold_iters,
+        batch=args.batch, strength=args.strength,
+        devices=tuple(d.strip() for d in devices.split(",")) if devices else None,
+    )
+
+
+def cmd_video(args: argparse.Namespace) -> int:
+    import json
+
+    from livedream.io.images import check_writable
+    from livedream.pipeline import build_dreamers
+    from livedream.video_job import dream_video
+
+    inputs = _expand_inputs(args.inputs, VIDEO_EXTENSIONS, "video")
+    pairs = _output_paths(inputs, args.output, VIDEO_EXTENSIONS, keep_ext=(".mp4", ".mkv", ".mov"),
+                          default_ext=".mp4")
+    for _, out in pairs:
+        check_writable(out)
+    if args.report:
+        check_writable(args.report)
+    cfg = video_config_from_args(args)
+    dreamers = build_dreamers(cfg)
+    params = config_params(cfg.dream) | {k: str(v) for k, v in vars(cfg).items() if k != "dream"}
+    entries, code = [], 0
+    for src, out in pairs:
+        result = dream_video(src, out, cfg, dreamers, start=args.start, duration=args.duration,
+                             metadata={"livedream": "; ".join(f"{k}={v}" for k, v in params.items())},
+                             progress=not args.quiet)
+        entries.append({"input": src, "output": out, **result.report.as_dict(),
+                        "stopped_early": result.stopped_early, "parameters": params})
+        if result.failed is not None:
+            print(f"livedream: error: {result.failed}; wrote the {result.frames} frames dreamed "
+                  f"before it to {out}", file=sys.stderr)
+            code = 1
+            break
+        if result.interrupted:
+            print(f"livedream: interrupted: wrote the {result.frames} frames dreamed so far to {out}",
+                  file=sys.stderr)
+            code = EXIT_INTERRUPTED
+            break
+        if result.stopped_early:
+            print(f"livedream: warning: {src}: {result.stopped_early}; dreamed the {result.frames} "
+                  f"frames before it into {out}", file=sys.stderr)
+        print(f"{out}: {result.frames} frames, {result.report.fps:.1f} fps")
+    if args.report:
+        from livedream.io.images import atomic_write
+
+        body = entries[0] if len(entries) == 1 else {"files": entries}
+        atomic_write(args.report, json.dumps(body, indent=2).encode())
+    return code
+
+
 # -- layers ---------------------------------------------------------------------------------------
 def cmd_layers(args: argparse.Namespace) -> int:
     from torch import nn
@@ -180,6 +247,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guide", help="image whose features steer the dream")
     add_dream_options(p, default_preset="classic")
     p.set_defaults(run=cmd_image)
+
+    p = sub.add_parser("video", help="dream video files, sound kept")
+    p.add_argument("inputs", nargs="+", metavar="IN", help="video files or folders")
+    p.add_argument("-o", "--output", required=True, help="output file, or folder for several")
+    p.add_argument("--start", type=float, help="start at this many seconds")
+    p.add_argument("--duration", type=float, help="dream only this many seconds")
+    p.add_argument("--report", help="write a JSON report (fps, stage times, queues) here")
+    p.add_argument("--presets-file", help="TOML file with more presets")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_dream_options(p, default_preset="realtime")
+    g = p.add_argument_group("video")
+    g.add_argument("--dream-width", type=int, help="dream at this width, output at full size")
+    g.add_argument("--batch", type=int, help="frames dreamed together per device")
+    g.add_argument("--devices", help="comma-separated devices, one model each (cuda:0,cuda:1)")
+    g.add_argument("--decay", type=float, help="warm-start residual decay per frame (0..1)")
+    g.add_argument("--cold-iters", type=int, help="iterations at the first frame and scene cuts")
+    g.add_argument("--strength", type=float, help="scale of the dream added to the frame")
+    g.add_argument("--no-warm", action="store_true", help="dream every frame from scratch")
+    p.set_defaults(run=cmd_video)
 
     p = sub.add_parser("layers", help="list a network's layers")
     p.add_argument("--model", default="effnet-lite0")

@@ -8,7 +8,10 @@ from dataclasses import dataclass
 
 from livedream.errors import LivedreamError
 
-__all__ = ["DreamConfig", "PRESETS", "ConfigError", "preset", "load_presets"]
+__all__ = [
+    "DreamConfig", "VideoConfig", "PRESETS", "VIDEO_PRESETS", "ConfigError", "preset", "video_preset",
+    "load_presets",
+]
 
 
 class ConfigError(LivedreamError, ValueError):
@@ -85,3 +88,67 @@ def load_presets(path: str) -> dict[str, dict[str, object]]:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"presets {path} is not valid TOML: {e}") from e
     return {str(k): dict(v) for k, v in data.items() if isinstance(v, dict)}
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    """How a stream of frames is dreamed: the engine's config plus the temporal settings."""
+
+    dream: DreamConfig = DreamConfig()
+    dream_width: int | None = 320  # dream at this width (height keeps the aspect); None = full size
+    warm: bool = True  # start each frame from the previous dream, warped by optical flow
+    decay: float = 0.9  # the warped residual is multiplied by this, so feedback cannot run away
+    cold_iters: int = 4  # iterations per octave at the first frame and after a scene cut
+    batch: int = 1  # frames dreamed together per device
+    devices: tuple[str, ...] = ("cpu",)  # one model replica per device, frames dealt in turn
+    strength: float = 1.0  # the dream residual is scaled by this when added to the frame
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.dream_width is None or self.dream_width >= 32,
+             f"dream width must be >= 32, got {self.dream_width}"),
+            (0.0 <= self.decay <= 1.0, f"decay must be in 0..1, got {self.decay}"),
+            (self.cold_iters >= 0, f"cold iterations must be >= 0, got {self.cold_iters}"),
+            (self.batch >= 1, f"batch must be >= 1, got {self.batch}"),
+            (len(self.devices) >= 1, "at least one device is needed"),
+            (0.0 <= self.strength <= 4.0, f"strength must be in 0..4, got {self.strength}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    def replace(self, **changes: object) -> VideoConfig:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+_VIDEO_FIELDS = {f.name for f in dataclasses.fields(VideoConfig)} - {"dream"}
+_DREAM_FIELDS = {f.name for f in dataclasses.fields(DreamConfig)}
+
+# Video presets: DreamConfig and VideoConfig fields together. `classic` is the old way, kept as
+# the baseline: every frame from scratch, full size, the classic image parameters.
+VIDEO_PRESETS: dict[str, dict[str, object]] = {
+    "realtime": dict(dream_width=320, iters=1, octaves=1, step=2.0, jitter=4, decay=0.9,
+                     cold_iters=6),
+    "balanced": dict(dream_width=480, iters=2, octaves=2, step=1.5, jitter=8, decay=0.9,
+                     cold_iters=8),
+    "quality": dict(dream_width=640, iters=3, octaves=3, step=1.5, jitter=16, decay=0.9,
+                    cold_iters=10),
+    "classic": dict(PRESETS["classic"], dream_width=None, warm=False),
+}
+
+
+def video_preset(name: str, extra: dict[str, dict[str, object]] | None = None,
+                 **overrides: object) -> VideoConfig:
+    """Preset `name` (built in, or from `extra`, e.g. a user's TOML) with `overrides` not None."""
+    table = VIDEO_PRESETS | (extra or {})
+    if name not in table:
+        raise ConfigError(f"unknown preset {name!r}; available: {', '.join(table)}")
+    values = dict(table[name]) | {k: v for k, v in overrides.items() if v is not None}
+    unknown = set(values) - _VIDEO_FIELDS - _DREAM_FIELDS
+    if unknown:
+        raise ConfigError(f"unknown parameter(s) in preset {name!r}: {', '.join(sorted(unknown))}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}  # from TOML
+    if isinstance(values.get("devices"), str):
+        values["devices"] = tuple(d.strip() for d in str(values["devices"]).split(","))
+    dream = DreamConfig(**{k: v for k, v in values.items() if k in _DREAM_FIELDS})  # type: ignore[arg-type]
+    return VideoConfig(dream=dream, **{k: v for k, v in values.items() if k in _VIDEO_FIELDS})  # type: ignore[arg-type]

@@ -1,0 +1,392 @@
+"""The staged pipeline: source -> preprocess -> dream (a worker per device) -> postprocess -> sinks.
+
+Stages are threads joined by bounded queues (the work in each releases the GIL: PyAV, OpenCV and
+torch do). Two policies:
+- lossless (files): every put blocks until there is room; no frame is dropped; output in order.
+- newest (live): a full queue drops its oldest frame (counted), so latency stays low; at most
+  `batch` frames per device wait for the dream stage.
+Shutdown: at the end of the stream the END marker flows through every stage; `stop()` (Ctrl-C)
+or a failing stage sets an event that every loop checks, and `run()` returns (or raises
+`StageError` naming the stage) after all threads have ended. Sinks are opened and closed by the
+caller, so an output file is finalized whatever happened here.
+"""
+
+from __future__ import annotations
+
+import collections
+import heapq
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import cv2
+import numpy as np
+import torch
+
+from livedream.config import VideoConfig
+from livedream.dream import Dreamer
+from livedream.errors import LivedreamError
+from livedream.temporal import WarmStart
+
+__all__ = ["Frame", "Sink", "Pipeline", "PipelineReport", "StageError", "dream_size", "build_dreamers"]
+
+_END = object()  # end-of-stream marker
+_POLL = 0.05  # seconds between checks of the stop event while waiting on a queue
+
+
+@dataclass
+class Frame:
+    """One frame on its way through the pipeline."""
+
+    index: int  # sequence number from the source, 0, 1, 2 ...
+    time: float  # presentation time in seconds
+    rgb: np.ndarray  # (H, W, 3) uint8 source frame
+    pts: int | None = None  # source timestamp in its stream's time base, if any
+    captured: float = field(default_factory=time.monotonic)  # when the source produced it
+    small: np.ndarray | None = None  # (h, w, 3) uint8, the frame at dream size
+    residual: np.ndarray | None = None  # (h, w, 3) float32, dream minus small
+    out: np.ndarray | None = None  # (H, W, 3) uint8, the dreamed frame
+    cut: bool = False  # dreamed from a cold start (first frame or scene cut)
+
+
+class Sink(Protocol):
+    def write(self, frame: Frame) -> None: ...
+
+
+class StageError(LivedreamError):
+    """A stage raised; the message names it. The cause is kept in __cause__."""
+
+    def __init__(self, stage: str, error: BaseException) -> None:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        super().__init__(f"{stage} stage failed: {first}")
+        self.stage = stage
+
+
+@dataclass
+class PipelineReport:
+    frames_in: int = 0
+    frames_out: int = 0
+    dropped: int = 0
+    wall_seconds: float = 0.0
+    busy_seconds: dict[str, float] = field(default_factory=dict)
+    queue_high_water: dict[str, int] = field(default_factory=dict)
+    latencies_ms: collections.deque[float] = field(
+        default_factory=lambda: collections.deque(maxlen=10_000))  # the newest, for p50/p95
+    cold_starts: int = 0
+    interrupted: bool = False
+
+    @property
+    def fps(self) -> float:
+        return self.frames_out / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        lat = np.array(self.latencies_ms) if self.latencies_ms else np.zeros(1)
+        return {
+            "frames_in": self.frames_in, "frames": self.frames_out, "dropped": self.dropped,
+            "wall_seconds": round(self.wall_seconds, 3), "fps": round(self.fps, 2),
+            "busy_seconds": {k: round(v, 3) for k, v in self.busy_seconds.items()},
+            "queue_high_water": dict(self.queue_high_water),
+            "latency_ms": {"p50": round(float(np.percentile(lat, 50)), 1),
+                           "p95": round(float(np.percentile(lat, 95)), 1)},
+            "cold_starts": self.cold_starts, "interrupted": self.interrupted,
+        }
+
+
+def dream_size(width: int, height: int, dream_width: int | None) -> tuple[int, int]:
+    """(w, h) to dream at: `dream_width` wide keeping the aspect, never larger than the frame."""
+    if dream_width is None or dream_width >= width:
+        return width, height
+    return dream_width, max(8, round(height * dream_width / width))
+
+
+def build_dreamers(cfg: VideoConfig) -> list[Dreamer]:
+    """One model replica per device in `cfg.devices` (repeats allowed: `cpu,cpu`)."""
+    return [Dreamer(cfg.dream.replace(device=d)) for d in cfg.devices]
+
+
+class _Queue:
+    """A bounded queue with a policy, a high-water mark and a drop count."""
+
+    def __init__(self, name: str, size: int, lossless: bool, stop: threading.Event) -> None:
+        self.name, self.lossless, self.stop = name, lossless, stop
+        self.q: queue.Queue[object] = queue.Queue(maxsize=size)
+        self.high_water = 0
+        self.dropped = 0
+
+    def put(self, item: object) -> None:
+        if item is _END or self.lossless:
+            while not self.stop.is_set():
+                try:
+                    self.q.put(item, timeout=_POLL)
+                    break
+                except queue.Full:
+                    continue
+        else:
+            while True:
+                try:
+                    self.q.put_nowait(item)
+                    break
+                except queue.Full:
+                    try:
+                        old = self.q.get_nowait()
+                    except queue.Empty:
+                        continue
+                    if old is _END:  # never drop the end marker
+                        self.q.put(old)
+                        return
+                    self.dropped += 1
+        self.high_water = max(self.high_water, self.q.qsize())
+
+    def get(self) -> object:
+        """The next item, or _END once the stop event is set."""
+        while not self.stop.is_set():
+            try:
+                return self.q.get(timeout=_POLL)
+            except queue.Empty:
+                continue
+        return _END
+
+    def get_nowait(self) -> object | None:
+        try:
+            return self.q.get_nowait()
+        except queue.Empty:
+            return None
+
+
+class Pipeline:
+    """Runs `frames` through the dream and into `sinks`. One use: build, `run()`, done.
+
+    `dreamers`: one per device (see `build_dreamers`); `params` may be changed while running
+    (live steering) through `set_config`, read by each dream worker before each batch.
+    """
+
+    def __init__(self, frames: Iterable[Frame], sinks: list[Sink], cfg: VideoConfig,
+                 dreamers: list[Dreamer], *, live: bool = False, queue_size: int = 4,
+                 on_frame: Callable[[Frame], None] | None = None) -> None:
+        if not dreamers:
+            raise ValueError("at least one Dreamer is needed")
+        self.frames, self.sinks, self.dreamers = frames, sinks, dreamers
+        self.live, self.on_frame = live, on_frame
+        self._cfg = cfg
+        self._cfg_lock = threading.Lock()
+        self.stop_event = threading.Event()
+        self.warm = WarmStart(decay=cfg.decay)
+        size = 1 if live else queue_size
+        mk = lambda name, n: _Queue(name, n, not live, self.stop_event)  # noqa: E731
+        self.q_pre = mk("preprocess", size)
+        self.q_dream = [mk(f"dream{i}", max(1, cfg.batch) * (1 if live else 2))
+                        for i in range(len(dreamers))]
+        self.q_post = mk("postprocess", size * len(dreamers) * max(1, cfg.batch))
+        self.q_sink = mk("sink", size)
+        self.report = PipelineReport()
+        self._busy: dict[str, float] = {}
+        self._errors: list[StageError] = []
+        self._first_index: int | None = None  # the source's first sequence number
+        self._lock = threading.Lock()
+
+    # -- control --------------------------------------------------------------------------------
+    @property
+    def config(self) -> VideoConfig:
+        with self._cfg_lock:
+            return self._cfg
+
+    def set_config(self, cfg: VideoConfig) -> None:
+        """Change parameters while running (same network fields; see Dreamer.dream)."""
+        with self._cfg_lock:
+            self._cfg = cfg
+        self.warm.decay = cfg.decay
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def run(self) -> PipelineReport:
+        """Run to the end of the stream, a stop or a failure. Ctrl-C stops it and returns."""
+        start = time.monotonic()
+        threads = [threading.Thread(target=self._guard, args=(name, fn), name=f"livedream-{name}",
+                                    daemon=True)
+                   for name, fn in self._stages()]
+        for t in threads:
+            t.start()
+        try:
+            for t in threads:
+                while t.is_alive():
+                    t.join(timeout=0.1)
+        except KeyboardInterrupt:
+            self.report.interrupted = True
+            self.stop()
+            for t in threads:
+                t.join(timeout=5)
+        self.report.wall_seconds = time.monotonic() - start
+        self.report.busy_seconds = dict(self._busy)
+        queues = [self.q_pre, *self.q_dream, self.q_post, self.q_sink]
+        self.report.queue_high_water = {q.name: q.high_water for q in queues}
+        self.report.dropped += sum(q.dropped for q in queues)
+        if self._errors:
+            raise self._errors[0]
+        return self.report
+
+    # -- stages ---------------------------------------------------------------------------------
+    def _stages(self) -> list[tuple[str, Callable[[], None]]]:
+        stages: list[tuple[str, Callable[[], None]]] = [
+            ("source", self._source), ("preprocess", self._preprocess),
+        ]
+        stages += [(f"dream{i}", lambda i=i: self._dream(i)) for i in range(len(self.dreamers))]
+        return stages + [("postprocess", self._postprocess), ("sink", self._sink)]
+
+    def _guard(self, name: str, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except BaseException as e:  # noqa: BLE001 - any failure stops every stage
+            err = StageError(name, e)
+            err.__cause__ = e
+            with self._lock:
+                self._errors.append(err)
+            self.stop()
+
+    def _account(self, stage: str, seconds: float) -> None:
+        with self._lock:
+            self._busy[stage] = self._busy.get(stage, 0.0) + seconds
+
+    def _source(self) -> None:
+        it: Iterator[Frame] = iter(self.frames)
+        while not self.stop_event.is_set():
+            t = time.perf_counter()
+            frame = next(it, None)
+            self._account("source", time.perf_counter() - t)
+            if frame is None:
+                break
+            if self._first_index is None:
+                self._first_index = frame.index
+            self.report.frames_in += 1
+            self.q_pre.put(frame)
+        self.q_pre.put(_END)
+
+    def _preprocess(self) -> None:
+        turn = 0
+        while (item := self.q_pre.get()) is not _END:
+            t = time.perf_counter()
+            frame: Frame = item  # type: ignore[assignment]
+            h, w = frame.rgb.shape[:2]
+            size = dream_size(w, h, self.config.dream_width)
+            frame.small = frame.rgb if size == (w, h) else cv2.resize(
+                frame.rgb, size, interpolation=cv2.INTER_AREA)
+            self._account("preprocess", time.perf_counter() - t)
+            self.q_dream[turn].put(frame)  # frames dealt in turn, one queue per device
+            turn = (turn + 1) % len(self.q_dream)
+        for q in self.q_dream:
+            q.put(_END)
+
+    def _dream(self, i: int) -> None:
+        dreamer, q = self.dreamers[i], self.q_dream[i]
+        while True:
+            first = q.get()
+            if first is _END:
+                break
+            batch: list[Frame] = [first]  # type: ignore[list-item]
+            cfg = self.config
+            ended = self._fill(q, batch, cfg.batch)
+            t = time.perf_counter()
+            self._dream_batch(dreamer, batch, cfg)
+            self._account("dream", time.perf_counter() - t)
+            for frame in batch:
+                self.q_post.put(frame)
+            if ended:
+                break
+        self.q_post.put(_END)
+
+    def _fill(self, q: _Queue, batch: list[Frame], size: int) -> bool:
+        """Add frames to `batch` up to `size`: waiting for them (files) or taking what is there
+        (live). True when the end marker was met."""
+        while len(batch) < size:
+            item = q.get_nowait() if self.live else q.get()
+            if item is None:
+                return False
+            if item is _END:
+                return True
+            batch.append(item)  # type: ignore[arg-type]
+        return False
+
+    def _dream_batch(self, dreamer: Dreamer, batch: list[Frame], cfg: VideoConfig) -> None:
+        """Warm-start each frame from the newest finished dream, dream, store the residuals."""
+        starts, cold = [], []
+        for frame in batch:
+            small = frame.small.astype(np.float32)  # type: ignore[union-attr]
+            start = self.warm.start_for(frame.index, frame.small) if cfg.warm else None
+            if start is None or start.residual is None:
+                frame.cut = True
+                starts.append(small)
+            else:
+                starts.append(np.clip(small + start.residual, 0.0, 255.0))
+            cold.append(frame.cut)
+        # Cold and warm frames need different iteration counts: dream them as two groups.
+        for is_cold in (True, False):
+            group = [k for k, c in enumerate(cold) if c == is_cold]
+            if not group:
+                continue
+            iters = max(cfg.cold_iters, cfg.dream.iters) if (is_cold and cfg.warm) else cfg.dream.iters
+            x = torch.from_numpy(np.stack([starts[k] for k in group])).permute(0, 3, 1, 2)
+            y = dreamer.dream(x, cfg.dream.replace(iters=iters, device=dreamer.cfg.device))
+            out = y.permute(0, 2, 3, 1).numpy()
+            for j, k in enumerate(group):
+                frame = batch[k]
+                frame.residual = out[j] - frame.small.astype(np.float32)  # type: ignore[union-attr]
+        newest = max(batch, key=lambda f: f.index)
+        if cfg.warm:
+            self.warm.update(newest.index, newest.small, newest.residual)
+        self.report.cold_starts += sum(cold)
+
+    def _postprocess(self) -> None:
+        ends, pending, next_index = 0, [], None
+        while ends < len(self.dreamers):
+            item = self.q_post.get()
+            if item is _END:
+                ends += 1
+                if self.stop_event.is_set():
+                    break
+                continue
+            t = time.perf_counter()
+            frame: Frame = item  # type: ignore[assignment]
+            self._compose(frame)
+            self._account("postprocess", time.perf_counter() - t)
+            if self.live:  # newest first: a frame older than one already shown is dropped
+                if next_index is not None and frame.index < next_index:
+                    self.report.dropped += 1
+                    continue
+                next_index = frame.index + 1
+                self.q_sink.put(frame)
+                continue
+            heapq.heappush(pending, (frame.index, id(frame), frame))
+            if next_index is None:
+                next_index = self._first_index if self._first_index is not None else frame.index
+            while pending and pending[0][0] == next_index:
+                self.q_sink.put(heapq.heappop(pending)[2])
+                next_index += 1
+        for _, _, frame in sorted(pending, key=lambda p: p[0]):  # indices skipped by the source
+            self.q_sink.put(frame)
+        self.q_sink.put(_END)
+
+    def _compose(self, frame: Frame) -> None:
+        """Upsample the residual to the frame's size and add it: (H, W, 3) uint8."""
+        h, w = frame.rgb.shape[:2]
+        res = frame.residual
+        if res.shape[:2] != (h, w):  # type: ignore[union-attr]
+            res = cv2.resize(res, (w, h), interpolation=cv2.INTER_LINEAR)
+        strength = self.config.strength
+        out = frame.rgb.astype(np.float32) + (res if strength == 1.0 else strength * res)
+        frame.out = np.clip(out, 0, 255).astype(np.uint8)
+
+    def _sink(self) -> None:
+        while (item := self.q_sink.get()) is not _END:
+            t = time.perf_counter()
+            frame: Frame = item  # type: ignore[assignment]
+            for sink in self.sinks:
+                sink.write(frame)
+            self.report.frames_out += 1
+            self.report.latencies_ms.append(1000 * (time.monotonic() - frame.captured))
+            if self.on_frame is not None:
+                self.on_frame(frame)
+            self._account("sink", time.perf_counter() - t)
+

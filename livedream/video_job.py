@@ -1,0 +1,70 @@
+"""One video file dreamed into another: reader -> pipeline -> writer, sound kept.
+
+The output is written to a temp file and renamed at the end; an interrupted or failed run
+still finalizes what was dreamed into a playable file, and says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from livedream.config import VideoConfig
+from livedream.dream import Dreamer
+from livedream.errors import InputError
+from livedream.io.sinks import VideoFileSink
+from livedream.io.sources import VideoFileSource
+from livedream.io.video import VideoInfo, VideoReader, VideoWriter
+from livedream.pipeline import Pipeline, PipelineReport, StageError
+from livedream.progress import Progress
+
+__all__ = ["VideoResult", "dream_video"]
+
+
+@dataclass
+class VideoResult:
+    output: str
+    info: VideoInfo
+    frames: int  # frames written
+    report: PipelineReport
+    stopped_early: str | None = None  # the input ended before its end (truncated, decode error)
+    interrupted: bool = False  # Ctrl-C: the output holds what was dreamed until then
+    failed: StageError | None = None  # a stage failed: the output holds what was dreamed
+
+
+def dream_video(src: str, dst: str, cfg: VideoConfig, dreamers: list[Dreamer], *,
+                start: float | None = None, duration: float | None = None,
+                metadata: dict[str, str] | None = None, progress: bool = True,
+                stop_hook: Callable[[Pipeline], None] | None = None) -> VideoResult:
+    """Dream `src` into `dst`. Raises InputError when nothing can be made; else a VideoResult."""
+    with VideoReader(src, start=start, duration=duration) as reader:
+        info = reader.info
+        audio_end = None if duration is None else (start or 0.0) + duration
+        writer = VideoWriter(
+            dst, width=info.width, height=info.height, time_base=info.time_base, rate=info.fps,
+            audio_source=src if info.has_audio else None, audio_start=start, audio_end=audio_end,
+            metadata=metadata,
+        )
+        sink = VideoFileSink(writer)
+        bar = Progress(info.frames, "dreaming", "frames", enabled=progress)
+        pipeline = Pipeline(VideoFileSource(reader), [sink], cfg, dreamers,
+                            on_frame=lambda _f: bar.update())
+        if stop_hook is not None:
+            stop_hook(pipeline)
+        failed: StageError | None = None
+        try:
+            report = pipeline.run()
+        except StageError as e:
+            failed, report = e, pipeline.report
+        finally:
+            bar.close()
+        if sink.count == 0:
+            writer.abort()
+            if failed is not None:
+                raise failed
+            reason = reader.stopped_early or "no frame could be decoded"
+            raise InputError(f"nothing to dream in {src}: {reason}")
+        complete = failed is None and not report.interrupted and reader.stopped_early is None
+        writer.close(end_time=info.duration if complete else None)
+        return VideoResult(dst, info, sink.count, report, reader.stopped_early,
+                           report.interrupted, failed)
