@@ -19,7 +19,7 @@ from livedream.models import DreamNet, load_model, model_spec
 __all__ = ["Dreamer", "to_tensor", "to_image"]
 
 _MIN_OCTAVE_SIDE = 32  # smaller pyramid levels carry no useful detail for these networks
-_FIXED = ("model", "weights", "layers", "device", "precision")  # fields that shape the network
+_FIXED = ("model", "weights", "layers", "layer_weights", "device", "precision")  # fields that shape the network
 
 
 class Dreamer:
@@ -90,6 +90,10 @@ class Dreamer:
             x = image.to(self.device, torch.float32).contiguous(memory_format=torch.channels_last)
             act = self.net.features(x, self.paths[:1])[self.paths[0]].float()  # (1, C, h, w)
         self._guide = act[0].flatten(1)  # (C, N)
+
+    def same_network(self, cfg: DreamConfig) -> bool:
+        """True when `cfg` can be dreamed by this Dreamer (same model, weights, layers, device)."""
+        return all(getattr(cfg, name) == getattr(self.cfg, name) for name in _FIXED)
 
     # -- inside ---------------------------------------------------------------------------------
     def _check(self, cfg: DreamConfig) -> None:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from livedream.config import VideoConfig
+from livedream.control import Control
 from livedream.dream import Dreamer
 from livedream.errors import LivedreamError
 from livedream.temporal import WarmStart
@@ -159,19 +160,21 @@ class _Queue:
 class Pipeline:
     """Runs `frames` through the dream and into `sinks`. One use: build, `run()`, done.
 
-    `dreamers`: one per device (see `build_dreamers`); `params` may be changed while running
-    (live steering) through `set_config`, read by each dream worker before each batch.
+    `dreamers`: one per device (see `build_dreamers`). Parameters may change while running
+    through `control` (live steering): each dream worker reads it before each batch, and builds
+    a new model replica when the network itself changes (another layer).
     """
 
     def __init__(self, frames: Iterable[Frame], sinks: list[Sink], cfg: VideoConfig,
                  dreamers: list[Dreamer], *, live: bool = False, queue_size: int = 4,
-                 on_frame: Callable[[Frame], None] | None = None) -> None:
+                 on_frame: Callable[[Frame], None] | None = None,
+                 control: Control | None = None) -> None:
         if not dreamers:
             raise ValueError("at least one Dreamer is needed")
         self.frames, self.sinks, self.dreamers = frames, sinks, dreamers
         self.live, self.on_frame = live, on_frame
-        self._cfg = cfg
-        self._cfg_lock = threading.Lock()
+        self.control = control or Control(cfg)
+        cfg = self.control.config
         self.stop_event = threading.Event()
         self.warm = WarmStart(decay=cfg.decay)
         size = 1 if live else queue_size
@@ -190,14 +193,7 @@ class Pipeline:
     # -- control --------------------------------------------------------------------------------
     @property
     def config(self) -> VideoConfig:
-        with self._cfg_lock:
-            return self._cfg
-
-    def set_config(self, cfg: VideoConfig) -> None:
-        """Change parameters while running (same network fields; see Dreamer.dream)."""
-        with self._cfg_lock:
-            self._cfg = cfg
-        self.warm.decay = cfg.decay
+        return self.control.config
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -280,13 +276,15 @@ class Pipeline:
             q.put(_END)
 
     def _dream(self, i: int) -> None:
-        dreamer, q = self.dreamers[i], self.q_dream[i]
+        q = self.q_dream[i]
         while True:
             first = q.get()
             if first is _END:
                 break
             batch: list[Frame] = [first]  # type: ignore[list-item]
             cfg = self.config
+            dreamer = self._dreamer(i, cfg)
+            self.warm.decay = cfg.decay
             ended = self._fill(q, batch, cfg.batch)
             t = time.perf_counter()
             self._dream_batch(dreamer, batch, cfg)
@@ -296,6 +294,15 @@ class Pipeline:
             if ended:
                 break
         self.q_post.put(_END)
+
+    def _dreamer(self, i: int, cfg: VideoConfig) -> Dreamer:
+        """Worker i's replica, rebuilt when the network fields changed (e.g. another layer)."""
+        dreamer = self.dreamers[i]
+        wanted = cfg.dream.replace(device=dreamer.cfg.device)
+        if not dreamer.same_network(wanted):
+            dreamer = self.dreamers[i] = Dreamer(wanted)
+            self.warm.reset()  # the old residual belongs to another layer
+        return dreamer
 
     def _fill(self, q: _Queue, batch: list[Frame], size: int) -> bool:
         """Add frames to `batch` up to `size`: waiting for them (files) or taking what is there

@@ -1,0 +1,83 @@
+"""Steering a running pipeline: a small thread-safe holder of the current `VideoConfig`.
+
+The live window's keys and the HTTP app's `PUT /api/params` both change parameters through
+`Control.update`, which validates them (a bad value raises ConfigError and changes nothing).
+Dream workers read `Control.config` before each batch, so a change applies to the next frame.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from livedream.config import VIDEO_PRESETS, ConfigError, VideoConfig, video_preset
+
+__all__ = ["Control", "STEERABLE"]
+
+# Parameters that may change while running, and where they live.
+STEERABLE = {
+    "layer": "dream", "channel": "dream", "iters": "dream", "octaves": "dream", "step": "dream",
+    "strength": "video", "decay": "video", "preset": "-",
+}
+
+
+class Control:
+    def __init__(self, cfg: VideoConfig) -> None:
+        self._cfg = cfg
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[VideoConfig], None]] = []
+        self.version = 0  # bumped on every change
+
+    @property
+    def config(self) -> VideoConfig:
+        with self._lock:
+            return self._cfg
+
+    def params(self) -> dict[str, object]:
+        """The steerable parameters' current values."""
+        cfg = self.config
+        return {
+            "layer": cfg.dream.layers[0] if cfg.dream.layers else None,
+            "channel": cfg.dream.channel, "iters": cfg.dream.iters, "octaves": cfg.dream.octaves,
+            "step": cfg.dream.step, "strength": cfg.strength, "decay": cfg.decay,
+        }
+
+    def update(self, **changes: object) -> VideoConfig:
+        """Apply `changes` (names from STEERABLE); `preset` first, then the others. Atomic."""
+        unknown = set(changes) - set(STEERABLE)
+        if unknown:
+            raise ConfigError(f"cannot steer {', '.join(sorted(unknown))}; "
+                              f"steerable: {', '.join(STEERABLE)}")
+        with self._lock:
+            cfg = self._cfg
+            if changes.get("preset") is not None:
+                name = str(changes["preset"])
+                if name not in VIDEO_PRESETS:
+                    raise ConfigError(f"unknown preset {name!r}; available: {', '.join(VIDEO_PRESETS)}")
+                fresh = video_preset(name)
+                keep = dict(model=cfg.dream.model, weights=cfg.dream.weights,
+                            layers=cfg.dream.layers, device=cfg.dream.device,
+                            precision=cfg.dream.precision)
+                cfg = fresh.replace(dream=fresh.dream.replace(**keep), devices=cfg.devices,
+                                    batch=cfg.batch)
+            dream: dict[str, object] = {}
+            video: dict[str, object] = {}
+            for name, value in changes.items():
+                if name == "preset" or value is None and name != "channel":
+                    continue
+                if name == "layer":
+                    dream["layers"] = (str(value),)
+                else:
+                    (dream if STEERABLE[name] == "dream" else video)[name] = value
+            cfg = cfg.replace(dream=cfg.dream.replace(**dream), **video)  # validates
+            self._cfg = cfg
+            self.version += 1
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(cfg)
+        return cfg
+
+    def subscribe(self, listener: Callable[[VideoConfig], None]) -> None:
+        with self._lock:
+            self._listeners.append(listener)
+

@@ -1,0 +1,115 @@
+"""The staged pipeline on synthetic frames: order, counts, warm starts, devices, failures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from livedream.config import video_preset
+from livedream.io.sinks import ListSink, NullSink
+from livedream.io.sources import SyntheticSource
+from livedream.pipeline import Frame, Pipeline, StageError, build_dreamers, dream_size
+from livedream.temporal import warping_error
+
+SMALL = dict(dream_width=96, iters=1, octaves=1, cold_iters=3, jitter=2, step=3.0)
+
+
+def run(cfg, frames=12, width=128, height=96, **kw):
+    sink = ListSink()
+    src = SyntheticSource(width, height, frames=frames)
+    report = Pipeline(src, [sink], cfg, build_dreamers(cfg), **kw).run()
+    return sink.frames, report, src
+
+
+def test_every_frame_comes_out_in_order_and_dreamed():
+    frames, report, src = run(video_preset("realtime", **SMALL))
+    assert [f.index for f in frames] == list(range(12))
+    assert report.frames_in == report.frames_out == 12 and report.dropped == 0
+    for f in frames:
+        assert f.out.shape == (96, 128, 3) and f.out.dtype == np.uint8
+        assert np.abs(f.out.astype(int) - src.frame(f.index).astype(int)).mean() > 1.0
+    assert report.cold_starts == 1  # the first frame; the rest warm-start
+    assert set(report.busy_seconds) >= {"source", "preprocess", "dream", "postprocess", "sink"}
+
+
+def test_round_robin_over_two_cpu_replicas_keeps_order():
+    cfg = video_preset("realtime", devices="cpu,cpu", batch=2, **SMALL)
+    frames, report, _ = run(cfg, frames=15)
+    assert [f.index for f in frames] == list(range(15))
+    assert report.queue_high_water["dream0"] >= 1 and report.queue_high_water["dream1"] >= 1
+
+
+def test_warm_started_frames_are_temporally_closer_than_classic():
+    warm, _, src = run(video_preset("realtime", **SMALL), frames=16)
+    cold, _, _ = run(video_preset("realtime", warm=False, **SMALL), frames=16)
+    sources = [src.frame(i) for i in range(16)]
+    warm_err = warping_error([f.out for f in warm], sources)
+    cold_err = warping_error([f.out for f in cold], sources)
+    assert warm_err < cold_err, (warm_err, cold_err)
+
+
+def test_residual_does_not_run_away():
+    frames, _, src = run(video_preset("realtime", **SMALL), frames=40)
+    diffs = [np.abs(f.out.astype(float) - src.frame(f.index)).mean() for f in frames]
+    assert max(diffs[20:]) < 3 * np.median(diffs[5:20]) + 1, diffs
+
+
+def test_a_failing_sink_stops_the_pipeline_with_the_stage_name():
+    class Broken:
+        def __init__(self):
+            self.count = 0
+
+        def write(self, frame: Frame) -> None:
+            self.count += 1
+            if self.count == 3:
+                raise OSError("No space left on device")
+
+    cfg = video_preset("realtime", **SMALL)
+    sink = Broken()
+    p = Pipeline(SyntheticSource(64, 48, frames=50), [sink], cfg, build_dreamers(cfg))
+    with pytest.raises(StageError, match="sink stage failed: No space left on device"):
+        p.run()
+    assert sink.count == 3  # nothing written after the failure
+
+
+def test_a_failing_source_names_the_source_stage():
+    def frames():
+        yield Frame(0, 0.0, np.zeros((48, 64, 3), np.uint8))
+        raise RuntimeError("camera unplugged")
+
+    cfg = video_preset("realtime", **SMALL)
+    with pytest.raises(StageError, match="source stage failed: camera unplugged"):
+        Pipeline(frames(), [NullSink()], cfg, build_dreamers(cfg)).run()
+
+
+def test_stop_ends_a_long_run_early():
+    cfg = video_preset("realtime", **SMALL)
+    sink = NullSink()
+    holder: dict[str, Pipeline] = {}
+
+    def on_frame(frame: Frame) -> None:
+        if frame.index == 4:
+            holder["p"].stop()
+
+    p = Pipeline(SyntheticSource(64, 48, frames=10_000), [sink], cfg, build_dreamers(cfg),
+                 on_frame=on_frame)
+    holder["p"] = p
+    report = p.run()
+    assert 5 <= sink.count < 100 and report.frames_out == sink.count
+
+
+def test_live_policy_drops_frames_it_cannot_keep_up_with():
+    cfg = video_preset("realtime", **SMALL)
+    src = SyntheticSource(128, 96, frames=60, fps=300, paced=True)
+    sink = ListSink()
+    report = Pipeline(src, [sink], cfg, build_dreamers(cfg), live=True).run()
+    indices = [f.index for f in sink.frames]
+    assert indices == sorted(indices) and len(set(indices)) == len(indices)
+    assert report.dropped + src.skipped > 0
+    assert len(indices) + report.dropped + src.skipped == 60
+
+
+def test_dream_size_keeps_aspect_and_never_upscales():
+    assert dream_size(640, 480, 320) == (320, 240)
+    assert dream_size(200, 100, 320) == (200, 100)
+    assert dream_size(641, 479, None) == (641, 479)
