@@ -43,10 +43,13 @@ def dream_video(src: str, dst: str, cfg: VideoConfig, dreamers: list[Dreamer], *
         writer = VideoWriter(
             dst, width=info.width, height=info.height, time_base=info.time_base, rate=info.fps,
             audio_source=src if info.has_audio else None, audio_start=start, audio_end=audio_end,
-            metadata=metadata,
+            metadata=metadata, end_time=reader.end_time,
         )
         sink = VideoFileSink(writer)
-        bar = Progress(info.frames, "dreaming", "frames", enabled=progress)
+        expected = info.frames
+        if reader.end_time is not None and info.fps > 0:  # a cut: about end_time * fps frames
+            expected = round(reader.end_time * info.fps)
+        bar = Progress(expected, "dreaming", "frames", enabled=progress)
         pipeline = Pipeline(VideoFileSource(reader), [sink], cfg, dreamers,
                             on_frame=lambda _f: bar.update())
         if stop_hook is not None:
@@ -65,6 +68,8 @@ def dream_video(src: str, dst: str, cfg: VideoConfig, dreamers: list[Dreamer], *
             reason = reader.stopped_early or "no frame could be decoded"
             raise InputError(f"nothing to dream in {src}: {reason}")
         complete = failed is None and not report.interrupted and reader.stopped_early is None
-        writer.close(end_time=info.duration if complete else None)
+        if not complete:
+            writer.end_time = None  # the last frame lasts one frame, the audio stops there
+        writer.close()
         return VideoResult(dst, info, sink.count, report, reader.stopped_early,
                            report.interrupted, failed)
