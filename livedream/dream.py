@@ -19,7 +19,8 @@ from livedream.models import DreamNet, load_model, model_spec
 __all__ = ["Dreamer", "to_tensor", "to_image"]
 
 _MIN_OCTAVE_SIDE = 32  # smaller pyramid levels carry no useful detail for these networks
-_FIXED = ("model", "weights", "layers", "layer_weights", "device", "precision")  # fields that shape the network
+# The fields that shape the network: a config differing in them needs another Dreamer.
+_FIXED = ("model", "weights", "layers", "layer_weights", "device", "precision")
 
 
 class Dreamer:

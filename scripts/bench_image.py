@@ -50,11 +50,11 @@ def time_dream(width: int, height: int, repeats: int, **overrides: object) -> tu
 def peak_rss_4k() -> float:
     """Peak RSS in GB of a child process dreaming a 3840x2160 frame with tiles."""
     code = (
-        "import resource, sys; sys.path.insert(0, %r)\n"
+        f"import resource, sys; sys.path.insert(0, {ROOT!r})\n"
         "from scripts.bench_image import _photo\n"
         "from livedream.config import preset\nfrom livedream.dream import Dreamer\n"
         "d = Dreamer(preset('classic', iters=2))\nd.dream(_photo(3840, 2160))\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n" % ROOT
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return int(out.stdout.strip().splitlines()[-1]) / 1024**2
