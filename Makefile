@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml Makefile
 
 demo: setup
 	@mkdir -p out
+	$(VENV)/bin/livedream video samples/box.mp4 -o out/box_dream.mp4
 	$(VENV)/bin/livedream image samples/fruits.jpg -o out/fruits_dream.jpg
-	@echo "demo: wrote out/fruits_dream.jpg"
+	@echo "demo: wrote out/box_dream.mp4 (dreamed video, sound kept) and out/fruits_dream.jpg"
 
 test: setup lint
 	$(PY) -m pytest -q
