@@ -23,7 +23,9 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line too."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+        command = self.prog.split()[-1] if " " in self.prog else ""
+        where = f" ({command})" if command else ""
+        self.exit(EXIT_USAGE, f"livedream: error: {message}{where}\n")
 
 
 def add_dream_options(p: argparse.ArgumentParser, default_preset: str) -> None:
@@ -81,14 +83,24 @@ def config_params(cfg: DreamConfig) -> dict[str, str]:
 
 # -- image ----------------------------------------------------------------------------------------
 def cmd_image(args: argparse.Namespace) -> int:
-    from livedream.io.images import IMAGE_EXTENSIONS, check_writable, read_image, write_image
+    from livedream.io.images import (
+        IMAGE_EXTENSIONS,
+        check_image_extension,
+        check_image_file,
+        check_writable,
+        read_image,
+        write_image,
+    )
 
+    cfg = config_from_args(args)
     inputs = _expand_inputs(args.inputs, IMAGE_EXTENSIONS, "image")
+    for src in inputs:  # a cheap look at each file's signature, before any work is done
+        check_image_file(src)
     pairs = _output_paths(inputs, args.output, IMAGE_EXTENSIONS, keep_ext=(".png", ".jpg", ".jpeg"),
                           default_ext=".png")
     for _, out in pairs:
         check_writable(out)
-    cfg = config_from_args(args)
+        check_image_extension(out)
     guide = read_image(args.guide) if args.guide else None
 
     from livedream.dream import Dreamer, to_image, to_tensor
@@ -231,7 +243,7 @@ def cmd_layers(args: argparse.Namespace) -> int:
     if args.all:
         print("\nevery convolution, by dotted path (outputs are pre-activation once BatchNorm is folded):")
         for path, module in net.named_modules():
-            if isinstance(module, nn.Conv2d):
+            if isinstance(module, nn.Conv2d) and net.stage_of(path) is not None:
                 print(f"{path:<40} {module.out_channels:>5}")
     return 0
 

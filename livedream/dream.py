@@ -18,6 +18,7 @@ from livedream.models import DreamNet, load_model, model_spec
 
 __all__ = ["Dreamer", "to_tensor", "to_image"]
 
+_ALIGN = 32  # the largest stride of the networks here: tiles start on multiples of it
 _MIN_OCTAVE_SIDE = 32  # smaller pyramid levels carry no useful detail for these networks
 # The fields that shape the network: a config differing in them needs another Dreamer.
 _FIXED = ("model", "weights", "layers", "layer_weights", "device", "precision")
@@ -31,10 +32,10 @@ class Dreamer:
         self.cfg = cfg
         self.device = parse_device(cfg.device)
         spec = model_spec(cfg.model)
+        self.precision = choose_precision(cfg.precision, self.device, dense=spec.dense)
         layers = list(cfg.layers) or [spec.default_layer]
         self.net: DreamNet
         self.net, self.paths = load_model(cfg.model, layers, weights=cfg.weights, device=self.device)
-        self.precision = choose_precision(cfg.precision, self.device, dense=spec.dense)
         self.weights = list(cfg.layer_weights) or [1.0] * len(self.paths)
         self.channels = self.net.channels(self.paths[0])
         self._guide: torch.Tensor | None = None  # (C, N) guide features of the first layer
@@ -125,7 +126,9 @@ class Dreamer:
         sy, sx = (int(v) for v in torch.randint(0, cfg.tile, (2,), generator=gen))
         img = torch.roll(img, shifts=(sy, sx), dims=(2, 3))
         grad = torch.empty_like(img)
-        margin = cfg.tile // 8
+        # Tile edges and margins on multiples of the network's largest stride, so each tile
+        # samples the frame on the same grid as the whole frame would.
+        margin = max(_ALIGN, cfg.tile // 8 // _ALIGN * _ALIGN)
         for y0, y1 in _spans(h, cfg.tile):
             for x0, x1 in _spans(w, cfg.tile):
                 ya, yb = max(0, y0 - margin), min(h, y1 + margin)
@@ -159,10 +162,10 @@ class Dreamer:
 
 
 def _spans(n: int, tile: int) -> list[tuple[int, int]]:
-    """Split 0..n into ceil(n / tile) nearly equal spans."""
+    """Split 0..n into ceil(n / tile) nearly equal spans, inner edges on multiples of _ALIGN."""
     count = math.ceil(n / tile)
-    edges = [round(i * n / count) for i in range(count + 1)]
-    return list(zip(edges[:-1], edges[1:], strict=True))
+    edges = [0] + [round(i * n / count / _ALIGN) * _ALIGN for i in range(1, count)] + [n]
+    return [(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
 
 
 def _resize(x: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:

@@ -14,7 +14,8 @@ from livedream.errors import InputError, OutputError
 
 __all__ = [
     "IMAGE_EXTENSIONS", "MAX_PIXELS", "decode_image", "encode_image", "read_image",
-    "write_image", "check_writable", "atomic_write", "read_params",
+    "write_image", "check_writable", "atomic_write", "read_params", "check_image_extension",
+    "check_image_file",
 ]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -85,6 +86,20 @@ def check_writable(path: str) -> None:
         raise OutputError(f"output folder is not writable: {folder}")
     if os.path.isdir(path):
         raise OutputError(f"output {path} is a folder, expected a file name")
+
+
+def check_image_extension(path: str) -> None:
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in _WRITE_FORMATS:
+        raise OutputError(f"cannot write {ext!r} images ({path}); use .png or .jpg")
+
+
+def check_image_file(path: str) -> None:
+    """Fail early on a file that is empty or whose first bytes are no image format we read."""
+    if os.path.getsize(path) == 0:
+        raise InputError(f"{path} is empty")
+    if not cv2.haveImageReader(path):
+        raise InputError(f"{path} is not an image this tool can read")
 
 
 def atomic_write(path: str, data: bytes) -> None:

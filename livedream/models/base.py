@@ -144,9 +144,9 @@ def truncate_after(net: DreamNet, paths: list[str]) -> None:
 
 def prepare(net: DreamNet, paths: list[str], device: torch.device) -> DreamNet:
     """Freeze, fold BatchNorm, truncate after the deepest layer in `paths`, channels-last, move."""
+    truncate_after(net, paths)
+    fold_batchnorms(net)  # new convs: freeze and set eval mode after this, not before
     net.eval()
     for p in net.parameters():
         p.requires_grad_(False)
-    truncate_after(net, paths)
-    fold_batchnorms(net)
     return net.to(device=device, memory_format=torch.channels_last)
