@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from livedream.config import ConfigError, DreamConfig
-from livedream.devices import autocast, choose_precision, parse_device
+from livedream.devices import autocast, choose_precision, keep_freed_memory, parse_device
 from livedream.models import DreamNet, load_model, model_spec
 
 __all__ = ["Dreamer", "to_tensor", "to_image"]
@@ -31,6 +31,7 @@ class Dreamer:
         cfg = cfg or DreamConfig()
         self.cfg = cfg
         self.device = parse_device(cfg.device)
+        keep_freed_memory()
         spec = model_spec(cfg.model)
         self.precision = choose_precision(cfg.precision, self.device, dense=spec.dense)
         layers = list(cfg.layers) or [spec.default_layer]
