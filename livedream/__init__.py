@@ -8,10 +8,17 @@ around it:
     out = to_image(dreamer.dream(to_tensor(rgb)))[0]   # rgb: (H, W, 3) uint8
 """
 
-from livedream.config import PRESETS, ConfigError, DreamConfig, preset
-from livedream.dream import Dreamer, to_image, to_tensor
-from livedream.errors import InputError, LivedreamError, OutputError
-from livedream.models import MODELS, ModelError
+import os
+
+# torch's OpenMP threads spin while they wait for work by default. Beside the pipeline's other
+# threads (decode, flow, encode) or other processes on a small CPU, that spinning steals the very
+# cores they need: dreams ran 3-6x slower under load here. Set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from livedream.config import PRESETS  # noqa: E402, ConfigError, DreamConfig, preset
+from livedream.dream import Dreamer, to_image, to_tensor  # noqa: E402
+from livedream.errors import InputError, LivedreamError, OutputError  # noqa: E402
+from livedream.models import MODELS, ModelError  # noqa: E402
 
 __all__ = [
     "DreamConfig", "Dreamer", "PRESETS", "preset", "to_tensor", "to_image", "MODELS",

@@ -333,9 +333,12 @@ class Pipeline:
             group = [k for k, c in enumerate(cold) if c == is_cold]
             if not group:
                 continue
-            iters = max(cfg.cold_iters, cfg.dream.iters) if (is_cold and cfg.warm) else cfg.dream.iters
+            dream_cfg = cfg.dream.replace(device=dreamer.cfg.device)
+            if is_cold and cfg.warm:  # no previous dream to build on: dream it like an image
+                dream_cfg = dream_cfg.replace(iters=max(cfg.cold_iters, cfg.dream.iters),
+                                              step=cfg.cold_step)
             x = torch.from_numpy(np.stack([starts[k] for k in group])).permute(0, 3, 1, 2)
-            y = dreamer.dream(x, cfg.dream.replace(iters=iters, device=dreamer.cfg.device))
+            y = dreamer.dream(x, dream_cfg)
             out = y.permute(0, 2, 3, 1).numpy()
             for j, k in enumerate(group):
                 frame = batch[k]

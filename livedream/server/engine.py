@@ -1,0 +1,133 @@
+"""The served network: loaded once, shared by the HTTP dream worker and the live stream.
+
+A `Dreamer` is not thread-safe (its network reads activations through hooks on shared modules),
+and two dreams at once on one CPU only slow each other down; so every dream holds one lock,
+`ImageEngine.lock` (a `DreamLock`), where a photo goes before the next live frame: someone is
+waiting for the photo, while the live stream just shows its next frame a little later. The live
+pipeline gets the same Dreamer wrapped in `LockedDreamer`.
+
+A photo is dreamed at `dream_side` pixels (longest side) and the dream's residual (dream minus the
+small photo) is upsampled and added to the full-size photo, as the video pipeline does: the cost
+is set by `dream_side`, whatever the photo's size.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import threading
+from collections.abc import Iterator
+
+import cv2
+import numpy as np
+import torch
+
+from livedream.config import DreamConfig
+from livedream.dream import Dreamer, to_tensor
+from livedream.server.layers import LayerTable
+from livedream.server.params import DreamRequest
+
+__all__ = ["ImageEngine", "LockedDreamer", "DreamLock"]
+
+_CACHED = 3  # Dreamers kept for other layers than the default (each holds a truncated network)
+
+
+class DreamLock:
+    """One dream at a time; photos first: a live frame waits while any photo is waiting."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._busy = False
+        self._photos_waiting = 0
+
+    @contextlib.contextmanager
+    def photo(self) -> Iterator[None]:
+        with self._cond:
+            self._photos_waiting += 1
+            try:
+                self._cond.wait_for(lambda: not self._busy)
+            finally:
+                self._photos_waiting -= 1
+            self._busy = True
+        try:
+            yield
+        finally:
+            self._release()
+
+    @contextlib.contextmanager
+    def live(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._busy and self._photos_waiting == 0)
+            self._busy = True
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        with self._cond:
+            self._busy = False
+            self._cond.notify_all()
+
+
+class LockedDreamer:
+    """A Dreamer whose `dream` holds the engine's lock as a live frame; otherwise the same object
+    (for `Pipeline`)."""
+
+    def __init__(self, dreamer: Dreamer, lock: DreamLock) -> None:
+        self._dreamer, self._lock = dreamer, lock
+
+    def dream(self, x: torch.Tensor, cfg: DreamConfig | None = None) -> torch.Tensor:
+        with self._lock.live():
+            return self._dreamer.dream(x, cfg)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._dreamer, name)
+
+
+class ImageEngine:
+    """Dreams photos with the one served model; a Dreamer per layer, built on first use, cached."""
+
+    def __init__(self, layers: LayerTable, *, dream_side: int = 400, weights: str | None = None,
+                 device: str = "cpu") -> None:
+        self.layers = layers
+        self.dream_side = dream_side
+        self.base = DreamConfig(model=layers.model, weights=weights, device=device)
+        self.lock = DreamLock()  # one dream at a time, photos before live frames
+        self._cache_lock = threading.Lock()
+        self._dreamers: collections.OrderedDict[str, Dreamer] = collections.OrderedDict()
+        self.default = self.dreamer(layers.resolve(None))  # loads the network now, once
+
+    def dreamer(self, layer: str) -> Dreamer:
+        """The Dreamer for `layer` (a dotted path), loading it if new; the default is never evicted."""
+        with self._cache_lock:
+            if layer in self._dreamers:
+                self._dreamers.move_to_end(layer)
+                return self._dreamers[layer]
+            dreamer = Dreamer(self.base.replace(layers=(self.layers.name(layer),)))
+            self._dreamers[layer] = dreamer
+            default = self.layers.resolve(None)
+            while len(self._dreamers) > _CACHED + 1:
+                oldest = next(k for k in self._dreamers if k != default)
+                del self._dreamers[oldest]
+            return dreamer
+
+    def locked(self, dreamer: Dreamer) -> LockedDreamer:
+        return LockedDreamer(dreamer, self.lock)
+
+    def dream(self, rgb: np.ndarray, req: DreamRequest) -> np.ndarray:
+        """RGB uint8 (H, W, 3) -> dreamed RGB uint8 (H, W, 3) of the same size."""
+        dreamer = self.dreamer(req.layer)
+        h, w = rgb.shape[:2]
+        scale = min(1.0, self.dream_side / max(h, w))
+        size = (max(8, round(w * scale)), max(8, round(h * scale)))
+        small = rgb if size == (w, h) else cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        x = to_tensor(small)  # (1, 3, h, w)
+        with self.lock.photo():
+            y = dreamer.dream(x, req.config(dreamer.cfg))
+        residual = (y - x)[0].permute(1, 2, 0).numpy()  # (h, w, 3) float32
+        if residual.shape[:2] != (h, w):
+            residual = cv2.resize(residual, (w, h), interpolation=cv2.INTER_LINEAR)
+        out = rgb.astype(np.float32)
+        out += residual if req.strength == 1.0 else req.strength * residual
+        return np.clip(out, 0, 255).astype(np.uint8)

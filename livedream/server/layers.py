@@ -1,0 +1,51 @@
+"""The served model's layers and their channel counts, for listing and for checking requests."""
+
+from __future__ import annotations
+
+import threading
+
+from livedream.models import LayerInfo, model_spec
+
+__all__ = ["LayerTable"]
+
+
+class LayerTable:
+    """Layers of one model, from its bare architecture (no weights loaded): names, paths, channels.
+
+    `resolve` accepts a friendly name (`block9`) or a dotted module path and raises ValueError with
+    the valid names otherwise; `channels` counts a layer's channels (the range of "Filter").
+    """
+
+    def __init__(self, model: str) -> None:
+        spec = model_spec(model)
+        self.model = model
+        self.default = spec.default_layer
+        self._net = spec.arch()
+        self.infos: list[LayerInfo] = self._net.layers()
+        self._channels = {info.path: info.channels for info in self.infos}
+        self._lock = threading.Lock()  # `channels` of a dotted path runs the bare net once
+
+    def resolve(self, layer: str | None) -> str:
+        """The dotted module path of `layer` (None: the default layer); ModelError (a ValueError)."""
+        return self._net.resolve(layer or self.default)
+
+    def name(self, path: str) -> str:
+        """The friendly name of `path` if it has one, else the path."""
+        return next((info.name for info in self.infos if info.path == path), path)
+
+    def channels(self, layer: str | None) -> int:
+        path = self.resolve(layer)
+        with self._lock:
+            if path not in self._channels:
+                try:
+                    self._channels[path] = self._net.channels(path)
+                except Exception as e:  # noqa: BLE001 - e.g. a container module with no tensor out
+                    raise ValueError(f"layer {layer!r} cannot be dreamed: {type(e).__name__}") from None
+            return self._channels[path]
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "model": self.model, "default": self.default,
+            "layers": [{"name": i.name, "path": i.path, "channels": i.channels, "stride": i.stride}
+                       for i in self.infos],
+        }
