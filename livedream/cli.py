@@ -6,6 +6,7 @@ Every error a user can cause ends as one line on stderr and exit code 2; Ctrl-C 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from collections.abc import Sequence
@@ -47,6 +48,18 @@ def add_dream_options(p: argparse.ArgumentParser, default_preset: str) -> None:
     g.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
     g.add_argument("--device", help="cpu, cuda or cuda:N")
     g.add_argument("--seed", type=int, help="random seed (same seed, same pixels)")
+
+
+def add_video_options(p: argparse.ArgumentParser) -> None:
+    """The options of commands that dream streams of frames (video, live); see VideoConfig."""
+    g = p.add_argument_group("video")
+    g.add_argument("--dream-width", type=int, help="dream at this width, output at full size")
+    g.add_argument("--batch", type=int, help="frames dreamed together per device")
+    g.add_argument("--devices", help="comma-separated devices, one model each (cuda:0,cuda:1)")
+    g.add_argument("--decay", type=float, help="warm-start residual decay per frame (0..1)")
+    g.add_argument("--cold-iters", type=int, help="iterations at the first frame and scene cuts")
+    g.add_argument("--strength", type=float, help="scale of the dream added to the frame")
+    g.add_argument("--no-warm", action="store_true", help="dream every frame from scratch")
 
 
 def config_from_args(args: argparse.Namespace, base: DreamConfig | None = None) -> DreamConfig:
@@ -269,14 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--presets-file", help="TOML file with more presets")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_dream_options(p, default_preset="realtime")
-    g = p.add_argument_group("video")
-    g.add_argument("--dream-width", type=int, help="dream at this width, output at full size")
-    g.add_argument("--batch", type=int, help="frames dreamed together per device")
-    g.add_argument("--devices", help="comma-separated devices, one model each (cuda:0,cuda:1)")
-    g.add_argument("--decay", type=float, help="warm-start residual decay per frame (0..1)")
-    g.add_argument("--cold-iters", type=int, help="iterations at the first frame and scene cuts")
-    g.add_argument("--strength", type=float, help="scale of the dream added to the frame")
-    g.add_argument("--no-warm", action="store_true", help="dream every frame from scratch")
+    add_video_options(p)
     p.set_defaults(run=cmd_video)
 
     p = sub.add_parser("layers", help="list a network's layers")
@@ -284,13 +290,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="also list every convolution's path")
     p.set_defaults(run=cmd_layers)
 
+    from livedream import live_cli
+    from livedream.server.cli import register as register_serve
+
+    live_cli.register(sub)
+    register_serve(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.run(args))
+        code = int(args.run(args))
+        # Skip collecting torch's object graph at exit (up to ~1 s on a busy CPU; a Ctrl-C
+        # must end a live run within 2 s).
+        gc.freeze()
+        return code
     except LivedreamError as e:
         print(f"livedream: error: {e}", file=sys.stderr)
         return EXIT_USAGE
