@@ -15,7 +15,7 @@ import os
 # cores they need: dreams ran 3-6x slower under load here. Set before torch is imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from livedream.config import PRESETS  # noqa: E402, ConfigError, DreamConfig, preset
+from livedream.config import PRESETS, ConfigError, DreamConfig, preset  # noqa: E402
 from livedream.dream import Dreamer, to_image, to_tensor  # noqa: E402
 from livedream.errors import InputError, LivedreamError, OutputError  # noqa: E402
 from livedream.models import MODELS, ModelError  # noqa: E402
