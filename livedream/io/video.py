@@ -90,19 +90,10 @@ class VideoFrame:
     rgb: np.ndarray
 
 
-def _quiet_libav() -> None:
-    """Keep libav's messages out of the console without losing them from exceptions.
-
-    PyAV's default drops every libav message, so its exceptions lose their reason ("Generic
-    error in an external library"). With a PyAV level set, PyAV always records libav's last
-    ERROR line and appends it to the exception it raises ("...; last error log: [libx264] width
-    not divisible by 2"), which is where real errors surface; only lines at or above the level
-    go on to the Python logger "libav". FATAL keeps the decoders' ERROR-level chatter (box.mp4:
-    "A non-intra slice in an IDR NAL unit.") out of the console. A level the application already
-    chose (e.g. for a --verbose flag) is left alone.
-    """
-    if av.logging.get_level() is None:
-        av.logging.set_level(av.logging.FATAL)
+# libav's log stays at PyAV's default (no Python callback). With a level set, PyAV routes every
+# log line through a Python callback, and a frame-threaded decoder's worker logging while the main
+# thread frees that decoder (holding the GIL) deadlocks the process: a test run hung here in
+# avcodec_free_context. Errors still carry libav's error text ("Invalid data found ...").
 
 
 def _reason(error: BaseException) -> str:
@@ -148,7 +139,6 @@ class VideoReader:
 
     def __init__(self, path: str | os.PathLike[str], *, start: float | None = None,
                  duration: float | None = None) -> None:
-        _quiet_libav()
         self.path = Path(path)
         self.stopped_early: str | None = None
         self._container = _open_input(self.path)
@@ -524,7 +514,6 @@ class VideoWriter:
                  audio_source: str | os.PathLike[str] | None = None,
                  audio_start: float | None = None, audio_end: float | None = None,
                  metadata: dict[str, str] | None = None, end_time: float | None = None) -> None:
-        _quiet_libav()
         self.path = Path(path)
         self.width, self.height = width, height
         self.time_base = Fraction(time_base)
