@@ -14,7 +14,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH)"
-	$(PY) -m pip install -q --disable-pip-version-check -e ".[test,serve]"
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[test,serve,ray]"
 	touch $(STAMP)
 
 demo: setup
@@ -30,7 +30,7 @@ lint: setup
 	$(VENV)/bin/ruff check livedream tests scripts
 
 bench: setup
-	$(PY) scripts/bench_image.py
+	$(VENV)/bin/livedream bench --json out/bench.json --markdown out/bench.md --plots docs
 
 clean:
 	rm -rf out .pytest_cache .ruff_cache

@@ -291,10 +291,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_layers)
 
     from livedream import live_cli
+    from livedream.bench import register as register_bench
+    from livedream.farm.cli import register as register_batch
     from livedream.server.cli import register as register_serve
 
     live_cli.register(sub)
     register_serve(sub)
+    register_batch(sub)
+    register_bench(sub)
     return parser
 
 

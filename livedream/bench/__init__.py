@@ -1,0 +1,180 @@
+"""`livedream bench`: the benchmark suite, measured the same way every time, side by side with the
+published figures and the classic per-frame baseline.
+
+    livedream bench [--quick] [--json PATH] [--markdown PATH] [--plots DIR] [--sections LIST] [--threads N]
+
+Sections: machine, image (per network and precision, against the published figures), sweep
+(iterations x octaves x octave scale x layer; the channel check), video (fps per preset and
+dream width, strength and flicker, realtime vs classic, live latency, file to file), scaling
+(threads, batch, devices) and roofline (achieved GFLOP/s vs the matmul and conv peaks). Every row that
+misses its target says so ("MISSED", with the target). Benchmarks never fail on speed: the exit
+code is 0 whatever the numbers. `--quick` runs every path at tiny sizes (CI) and judges nothing.
+
+The JSON: `machine`, `image.<network>/<precision>/<case>.seconds`, `sweep.rows`,
+`video.presets.<name>.{fps, strength, flicker}`, `video.ratio_realtime_vs_classic`,
+`video.widths.<preset>.<width>`, `video.live`, `video.iters`, `video.file_to_file`,
+`scaling.{threads, batch, devices}`, `roofline.{matmul_peak, conv_peak, dream_step}`, and per section
+`sections.<name>.{wall_seconds, cpu_seconds, load_before, load_after}`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the suite imports torch; `register` must stay cheap for the CLI's start-up
+    from livedream.bench.common import Plan
+
+__all__ = ["SECTIONS", "register", "add_arguments", "cmd_bench", "run_suite", "main"]
+
+SECTIONS = ("machine", "image", "sweep", "video", "scaling", "roofline")
+
+
+def _section(name: str, plan: Plan, env: dict[str, str]) -> object:
+    """One section's results; its module (and torch) imported only now."""
+    if name == "machine":
+        from livedream.bench.machine import describe_machine
+
+        return describe_machine()
+    if name == "image":
+        from livedream.bench.image import bench_image
+
+        return bench_image(plan, env)
+    if name == "sweep":
+        from livedream.bench.image import bench_sweep
+
+        return bench_sweep(plan)
+    if name == "video":
+        from livedream.bench.video import bench_video
+
+        return bench_video(plan, env)
+    if name == "scaling":
+        from livedream.bench.scaling import bench_scaling
+
+        return bench_scaling(plan)
+    from livedream.bench.scaling import bench_roofline
+
+    return bench_roofline(plan)
+
+
+def _cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def run_suite(plan: Plan, sections: Sequence[str] = SECTIONS, *, threads: int | None = None,
+              command: str = "", on_section: Callable[[dict], None] | None = None) -> dict[str, object]:
+    """Run `sections` of the suite at `plan`'s sizes -> the results (JSON-ready).
+
+    threads: torch intra-op threads for this process (and OMP_NUM_THREADS for the processes it
+    starts); None keeps torch's default. `on_section(results so far)` after each section.
+    Plans: `livedream.bench.common.FULL` (the published table) and `QUICK` (CI).
+    """
+    import torch
+
+    from livedream.bench.common import load_average, log
+
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        raise ValueError(f"unknown section(s) {', '.join(sorted(unknown))}; available: {', '.join(SECTIONS)}")
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
+    started = time.perf_counter()
+    data: dict[str, object] = {"meta": {
+        "plan": plan.name, "command": command or "livedream bench",
+        "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "threads": torch.get_num_threads(), "wall_seconds": 0.0,
+        "note": "the CPU may have been shared with other work: see sections.*.load_before/after",
+    }, "sections": {}}
+    try:
+        for name in (s for s in SECTIONS if s in sections):
+            load, cpu, t = load_average(), _cpu_seconds(), time.perf_counter()
+            log(f"== {name} (load average {load})")
+            data[name] = _section(name, plan, env)
+            data["sections"][name] = {  # type: ignore[index]
+                "wall_seconds": round(time.perf_counter() - t, 1),
+                "cpu_seconds": round(_cpu_seconds() - cpu, 1),
+                "load_before": load, "load_after": load_average()}
+            data["meta"]["wall_seconds"] = round(time.perf_counter() - started, 1)  # type: ignore[index]
+            if on_section is not None:
+                on_section(data)
+    finally:
+        torch.set_num_threads(before)
+    return data
+
+
+# -- command line ---------------------------------------------------------------------------------
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: proves every path works")
+    p.add_argument("--json", metavar="PATH", help="write the results as JSON here")
+    p.add_argument("--markdown", metavar="PATH", help="write the tables as Markdown here")
+    p.add_argument("--plots", metavar="DIR", help="write PNG plots here (needs matplotlib)")
+    p.add_argument("--sections", default=",".join(SECTIONS),
+                   help=f"comma-separated subset of: {', '.join(SECTIONS)} (default: all)")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    """Add `bench` to the `livedream` command's subparsers."""
+    p = subparsers.add_parser("bench", help="benchmark suite: published figures, presets, scaling")
+    add_arguments(p)
+    p.set_defaults(run=cmd_bench)
+    return p
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from livedream.bench.common import FULL, QUICK, log
+    from livedream.bench.report import headline, to_markdown, write_plots
+    from livedream.config import ConfigError
+    from livedream.io.images import atomic_write, check_writable
+
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        raise ConfigError(f"unknown section(s) {', '.join(sorted(unknown))}; "
+                          f"available: {', '.join(SECTIONS)}")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"threads must be >= 1, got {args.threads}")
+    for path in (args.json, args.markdown):
+        if path:
+            check_writable(path)
+
+    def save(data: dict) -> None:  # after every section, so a long run that stops keeps its rows
+        if args.json:
+            atomic_write(args.json, (json.dumps(data, indent=1) + "\n").encode())
+
+    command = "livedream bench" + (" --quick" if args.quick else "") + (
+        f" --threads {args.threads}" if args.threads else "") + (
+        f" --sections {','.join(sections)}" if tuple(sections) != SECTIONS else "")
+    data = run_suite(QUICK if args.quick else FULL, sections, threads=args.threads, command=command,
+                     on_section=save)
+    save(data)
+    if args.markdown:
+        atomic_write(args.markdown, to_markdown(data).encode())
+    if args.plots:
+        plots = write_plots(data, args.plots)
+        log(f"plots: {', '.join(plots)}" if isinstance(plots, list) else f"plots skipped: {plots}")
+    log("\n".join(["== headline", *headline(data)]))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m livedream.bench ...`: the same as `livedream bench ...`."""
+    from livedream.errors import LivedreamError
+
+    parser = argparse.ArgumentParser(prog="livedream bench", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return cmd_bench(args)
+    except LivedreamError as e:
+        print(f"livedream: error: {e}", file=sys.stderr)
+        return 2

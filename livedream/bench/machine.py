@@ -1,0 +1,57 @@
+"""The machine the numbers come from: CPU model, cores, instruction sets, torch and its threads."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+import torch
+
+from livedream.devices import choose_precision, cpu_has_fast_bf16
+
+__all__ = ["describe_machine"]
+
+
+def _cpuinfo() -> tuple[str, int | None, set[str]]:
+    """(model name, physical cores or None, flags) from /proc/cpuinfo (Linux)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+    except OSError:
+        return platform.processor() or "unknown", None, set()
+    model, flags, cores, phys = "unknown", set(), set(), "0"
+    for line in text.splitlines():
+        key, _, value = (s.strip() for s in line.partition(":"))
+        if key == "model name" and model == "unknown":
+            model = value
+        elif key == "flags" and not flags:
+            flags = set(value.split())
+        elif key == "physical id":
+            phys = value
+        elif key == "core id":
+            cores.add((phys, value))
+    return model, len(cores) or None, flags
+
+
+def describe_machine() -> dict[str, object]:
+    model, cores, flags = _cpuinfo()
+    cpu = torch.device("cpu")
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count() or 1
+    return {
+        "cpu": model, "physical_cores": cores, "logical_cpus": os.cpu_count(), "usable_cpus": usable,
+        "hypervisor": "hypervisor" in flags,
+        "isa": {name: name in flags for name in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16")},
+        "bf16_units": cpu_has_fast_bf16(),  # AMX or AVX512-BF16
+        "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "mkldnn": torch.backends.mkldnn.is_available(),
+        "cuda_devices": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+        "auto_precision": {"effnet-lite0": choose_precision("auto", cpu, dense=False),
+                           "googlenet": choose_precision("auto", cpu, dense=True)},
+        "python": platform.python_version(), "platform": platform.platform(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+    }

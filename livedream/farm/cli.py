@@ -1,0 +1,176 @@
+"""`livedream batch`: dream many video files, or one long film in chunks, on this machine's cores
+(`--engine local`) or a Ray cluster (`--engine ray`), resumable from the manifest.
+
+`register(subparsers)` adds the command to the `livedream` parser; `python -m livedream.farm.cli`
+runs it alone. Exit codes: 0 every file done, 1 some file failed (each is named), 2 bad input or
+an engine that cannot start (one line), 130 Ctrl-C (re-run the same command to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from livedream.cli import EXIT_INTERRUPTED, EXIT_USAGE, add_dream_options
+from livedream.errors import InputError, LivedreamError
+
+__all__ = ["register", "cmd_batch", "main"]
+
+EXIT_FAILED = 1
+
+EPILOG = """\
+Outputs are named after their inputs (clip.avi -> OUTDIR/clip.mp4), as `livedream video` names
+them. Files longer than 1.5x --chunk-seconds are cut at keyframes into chunks dreamed in
+parallel, each started --warmup frames early and cross-faded into the next, then joined without
+re-encoding with the source's sound. OUTDIR/livedream-batch.json records every finished chunk:
+after a crash or Ctrl-C, the same command skips them.
+With --engine ray, inputs and OUTDIR must be at the same path on every node (shared storage).
+examples:
+  livedream batch footage/ -o dreams/
+  livedream batch film.mov -o dreams/ --chunk-seconds 30 --preset quality
+  livedream batch footage/ -o dreams/ --engine ray --address auto
+"""
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add `batch` to `subparsers` (from `parser.add_subparsers()`); the new parser."""
+    p = subparsers.add_parser(
+        "batch", help="dream many video files or long films, in parallel, resumable",
+        description="Dream video files in parallel on this machine or a Ray cluster: long files "
+                    "in keyframe-aligned chunks, sound kept, resumable.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", metavar="IN", help="video files or folders")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR",
+                   help="output folder (or file name, for one input)")
+    g = p.add_argument_group("farm")
+    g.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: worker processes here (default); ray: a Ray cluster")
+    g.add_argument("--address", help="Ray cluster address (auto, ray://host:10001); "
+                                     "default: start a local one")
+    g.add_argument("--workers", type=int,
+                   help="local: worker processes (default one per core); ray: CPUs of the local "
+                        "cluster it starts, or at most this many tasks at once on --address")
+    g.add_argument("--chunk-seconds", type=float, default=30.0,
+                   help="cut files longer than 1.5x this at keyframes (default 30; 0: never)")
+    g.add_argument("--warmup", type=int, default=16,
+                   help="frames dreamed before each chunk and dropped, and cross-faded into it at "
+                        "the end of the chunk before (default 16; 0: chunks start cold)")
+    g.add_argument("--retries", type=int, default=2, help="tries again per failing chunk (default 2)")
+    g.add_argument("--crf", type=int, default=18, help="x264 quality, lower is better (default 18)")
+    g.add_argument("--presets-file", help="TOML file with more presets")
+    g.add_argument("--quiet", action="store_true", help="no progress line")
+    add_dream_options(p, default_preset="realtime")
+    _add_video_options(p)
+    p.set_defaults(run=cmd_batch)
+    return p
+
+
+def _add_video_options(p: argparse.ArgumentParser) -> None:
+    # The same as `livedream video`'s group (cli.build_parser); video_config_from_args reads them.
+    g = p.add_argument_group("video")
+    g.add_argument("--dream-width", type=int, help="dream at this width, output at full size")
+    g.add_argument("--batch", type=int, help="frames dreamed together per device")
+    g.add_argument("--devices", help="comma-separated devices, one model each (cuda:0,cuda:1)")
+    g.add_argument("--decay", type=float, help="warm-start residual decay per frame (0..1)")
+    g.add_argument("--cold-iters", type=int, help="iterations at the first frame and scene cuts")
+    g.add_argument("--strength", type=float, help="scale of the dream added to the frame")
+    g.add_argument("--no-warm", action="store_true", help="dream every frame from scratch")
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    checks = [
+        (args.chunk_seconds >= 0, f"--chunk-seconds must be >= 0, got {args.chunk_seconds:g}"),
+        (args.workers is None or args.workers >= 1, f"--workers must be >= 1, got {args.workers}"),
+        (args.warmup >= 0, f"--warmup must be >= 0 frames, got {args.warmup}"),
+        (args.retries >= 0, f"--retries must be >= 0, got {args.retries}"),
+        (0 <= args.crf <= 51, f"--crf must be in 0..51, got {args.crf}"),
+        (args.engine == "ray" or args.address is None, "--address needs --engine ray"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise InputError(message)
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from livedream.cli import (
+        VIDEO_EXTENSIONS,
+        _expand_inputs,
+        _output_paths,
+        config_params,
+        video_config_from_args,
+    )
+    from livedream.farm.job import BatchOptions, run_batch
+    from livedream.io.images import check_writable
+
+    _check_numbers(args)
+    if args.engine == "ray":
+        from livedream.farm.ray_engine import import_ray
+
+        import_ray()  # before any work: EngineUnavailable says how to install it
+    inputs = _expand_inputs(args.inputs, VIDEO_EXTENSIONS, "video")
+    pairs = _output_paths(inputs, args.output, VIDEO_EXTENSIONS, keep_ext=(".mp4", ".mkv", ".mov"),
+                          default_ext=".mp4")
+    for _, out in pairs:
+        check_writable(out)
+    cfg = video_config_from_args(args)
+    params = config_params(cfg.dream) | {k: str(v) for k, v in vars(cfg).items() if k != "dream"}
+    options = BatchOptions(
+        chunk_seconds=args.chunk_seconds or None, warmup=args.warmup, retries=args.retries,
+        crf=args.crf, metadata={"livedream": "; ".join(f"{k}={v}" for k, v in params.items())},
+        progress=not args.quiet)
+    with _engine(args) as engine:
+        summary = run_batch(pairs, cfg, engine, options)
+    for f in summary.files:
+        for warning in f.warnings:
+            print(f"livedream: warning: {f.input}: {warning}", file=sys.stderr)
+        if f.status == "done":
+            resumed = f", {f.resumed} from an earlier run" if f.resumed else ""
+            print(f"{f.output}: {f.frames} frames, {f.chunks} chunk{'s' * (f.chunks != 1)}{resumed}")
+        elif f.status == "skipped":
+            print(f"{f.output}: finished by an earlier run, skipped")
+        elif f.status == "failed":
+            print(f"livedream: error: {f.input}: {f.error}", file=sys.stderr)
+    if summary.interrupted:
+        print(f"livedream: interrupted: finished chunks are kept in {summary.manifest}; run the "
+              "same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    failed = summary.failed
+    if failed:
+        names = ", ".join(f.input for f in failed)
+        print(f"livedream: error: {len(failed)} of {len(summary.files)} files failed: {names}",
+              file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+def _engine(args: argparse.Namespace) -> Any:
+    if args.engine == "ray":
+        from livedream.farm.ray_engine import RayEngine
+
+        return RayEngine(args.address, workers=args.workers, retries=args.retries)
+    from livedream.farm.local import LocalEngine
+
+    return LocalEngine(args.workers)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`livedream batch ...` on its own: `python -m livedream.farm.cli [options]`."""
+    from livedream.cli import _Parser
+
+    parser = _Parser(prog="livedream")
+    register(parser.add_subparsers(dest="command", required=True, parser_class=_Parser))
+    args = parser.parse_args(["batch", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return int(args.run(args))
+    except LivedreamError as e:
+        print(f"livedream: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("livedream: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Join a file's chunk files into its output without re-encoding, with the source's sound.
+
+The chunks' video packets are copied in order into one stream (the bytes unchanged), each at the
+source pts its chunk recorded, and the source's audio is muxed once, alongside, exactly as
+`livedream video` copies it (same code: `livedream.io.video`'s audio copy). The output is
+written to a temporary name and renamed, so the final name never holds a half-written file.
+
+Why timestamps are re-anchored: an .mp4 whose first frame is not at 0 stores that delay as an
+edit list in milliseconds, so reading a chunk back can shift all its times by a fraction of a
+millisecond. Each chunk's first frame is put back at the pts the worker wrote it at (recorded
+in the manifest); the times inside a chunk are exact.
+
+The writer's private helpers (audio copy, temporary name, error text) are shared on purpose: a
+joined file is written exactly as `livedream video` writes one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from livedream.errors import OutputError
+from livedream.farm.errors import FarmError
+from livedream.io.video import _MOV_METADATA, _AudioCopy, _os_reason, _reserve_temp  # see above
+
+__all__ = ["Part", "JoinResult", "join_chunks"]
+
+
+@dataclass(frozen=True)
+class Part:
+    """One chunk file and the source pts of its first frame."""
+
+    path: str
+    first_pts: int  # in the source's video time base
+
+
+@dataclass(frozen=True)
+class JoinResult:
+    output: str
+    frames: int  # video packets copied (one frame each)
+    duration: float  # where the video ends, in seconds (the last frame's end)
+
+
+def _signature(stream: av.video.stream.VideoStream) -> tuple[object, ...]:
+    ctx = stream.codec_context
+    return (ctx.name, ctx.width, ctx.height, ctx.format.name if ctx.format else None,
+            bytes(ctx.extradata or b""), stream.time_base)
+
+
+def _timing(path: str) -> tuple[int, dict[int, int]]:
+    """(smallest pts, pts -> duration) of a chunk file's video, in its stream's time base.
+
+    Durations are the gaps between frames in display order, the last one lasting until the
+    stream's end, as the writer meant them: an .mp4 stores decode-order gaps instead, which
+    differ from them with B-frames and irregular timing, and would end the video elsewhere.
+    """
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        times = sorted(p.pts for p in container.demux(stream) if p.size and p.pts is not None)
+        length = stream.duration
+    if not times:
+        raise FarmError(f"chunk file {os.path.basename(path)} holds no video packet")
+    last = times[-1] - times[0]
+    end = times[0] + (length if length and length > last else last + 1)
+    return times[0], {t: after - t for t, after in zip(times, [*times[1:], end], strict=True)}
+
+
+def join_chunks(parts: Sequence[Part], dst: str | os.PathLike[str], *, source: str,
+                time_base: Fraction, metadata: dict[str, str] | None = None) -> JoinResult:
+    """Concatenate `parts` (in time order) into `dst`, muxing `source`'s audio once.
+
+    `time_base`: the source's video time base (the output stream keeps it, as the writer does).
+    Raises FarmError when the chunks were encoded differently (they cannot be joined without
+    re-encoding) and OutputError when `dst` cannot be written.
+    """
+    if not parts:
+        raise FarmError(f"nothing to join into {os.fspath(dst)}")
+    path = Path(dst)
+    temp = _reserve_temp(path)
+    output: av.container.OutputContainer | None = None
+    audio: _AudioCopy | None = None
+    try:
+        metadata = metadata or {}
+        options = {}
+        if path.suffix.lower() in (".mp4", ".m4v", ".mov") and set(metadata) - _MOV_METADATA:
+            options["movflags"] = "use_metadata_tags"
+        output = av.open(str(temp), "w", options=options)
+        output.metadata.update(metadata)
+        with av.open(parts[0].path) as first:
+            template = first.streams.video[0]
+            signature = _signature(template)
+            video = output.add_stream_from_template(template)
+        video.time_base = time_base
+        with av.open(source) as probe:
+            has_audio = bool(probe.streams.audio)
+        if has_audio:
+            audio = _AudioCopy(Path(source), output, None, None)
+        frames, end, last_dts = 0, 0.0, None
+        for k, part in enumerate(parts):
+            low, durations = _timing(part.path)
+            with av.open(part.path) as chunk:
+                stream = chunk.streams.video[0]
+                if _signature(stream) != signature:
+                    raise FarmError(f"chunk {k} of {path.name} was encoded differently from chunk 0:"
+                                    " cannot join without re-encoding")
+                shift = round(Fraction(part.first_pts) * time_base / stream.time_base) - low
+                for packet in chunk.demux(stream):
+                    if packet.size == 0 or (packet.pts is None and packet.dts is None):
+                        continue  # flush packets
+                    if packet.pts is not None:
+                        packet.duration = durations.get(packet.pts, packet.duration)
+                        packet.pts += shift
+                    if packet.dts is not None:
+                        packet.dts += shift
+                        # B-frame delay differs between chunks of irregular timing: keep the
+                        # decode times increasing (they must stay <= pts, checked by the muxer).
+                        if last_dts is not None and packet.dts <= last_dts:
+                            packet.dts = last_dts + 1
+                        last_dts = packet.dts
+                    pts = packet.pts if packet.pts is not None else packet.dts
+                    end = max(end, float((pts + (packet.duration or 0)) * packet.time_base))
+                    if audio is not None:
+                        audio.mux_until(float(pts * packet.time_base))
+                    packet.stream = video
+                    output.mux(packet)
+                    frames += 1
+        if audio is not None:
+            audio.finish(end)
+            audio = None
+        output.close()
+        output = None
+        os.replace(temp, path)
+    except BaseException as error:
+        for closable in (audio, output):
+            if closable is not None:
+                try:
+                    closable.close()
+                except (av.FFmpegError, OSError):
+                    pass  # being deleted anyway
+        temp.unlink(missing_ok=True)
+        if isinstance(error, (av.FFmpegError, OSError)):
+            raise OutputError(f"cannot write {path.name} ({_os_reason(error)})") from error
+        raise
+    return JoinResult(str(path), frames, end)

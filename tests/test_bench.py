@@ -1,0 +1,145 @@
+"""The benchmark suite runs every section at tiny sizes and reports what it documents.
+
+No timed assertions: times only have to be positive and ratios finite (benchmarks never fail on
+speed). The full suite's sizes are exercised by `livedream bench` itself, not here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import pytest
+
+from livedream.bench import SECTIONS, main, register, run_suite
+from livedream.bench.common import QUICK, ImageCase, Target, verdict
+from livedream.bench.report import to_markdown, write_plots
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+# Smaller than --quick: one network, one image case, no separate processes.
+TINY = QUICK.but(
+    name="tiny", networks=("effnet-lite0",), bf16_cases=(), processes=False,
+    image_cases=(ImageCase("classic-182x158", 64, 56, (("iters", 1), ("octaves", 2)),
+                           targets=(Target("a target", 1e-9),)),),
+    sweep_size=(64, 48), sweep_iters=(1,), sweep_octaves=(1, 2), sweep_layers=("block5",),
+    channel_checks=(("effnet-lite0", "block5", (None, 0)),),
+    clip_size=(96, 72), widths=(64,), run_frames=6, run_seconds=0.5, window=(2, 4),
+    live_seconds=1.0, live_size=(96, 72), iters_sweep=(1, 2),
+    batches=(1, 2), scale_size=(64, 48), roofline_size=(64, 48), roofline_bf16_size=(32, 32),
+    matmul_n=64, conv_size=(16, 16),
+)
+
+
+@pytest.fixture(scope="module")
+def results() -> dict:
+    return run_suite(TINY, SECTIONS)
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+
+def test_every_section_reports_its_load_and_time(results):
+    assert set(SECTIONS) <= set(results), f"missing sections: {set(SECTIONS) - set(results)}"
+    for name in SECTIONS:
+        s = results["sections"][name]
+        assert len(s["load_before"]) == 3 and len(s["load_after"]) == 3, s
+        assert s["wall_seconds"] >= 0 and s["cpu_seconds"] >= 0, s
+    json.dumps(results, allow_nan=False)  # the JSON is strict: no NaN or infinity anywhere
+
+
+def test_machine_says_whether_bf16_units_are_used(results):
+    m = results["machine"]
+    assert isinstance(m["bf16_units"], bool)
+    assert m["torch"] and m["torch_threads"] >= 1 and m["logical_cpus"] >= 1, m
+
+
+def test_image_rows_have_seconds_or_say_why_not(results):
+    image = results["image"]
+    row = image["effnet-lite0/fp32/classic-182x158"]
+    assert _positive(row["seconds"]) and _positive(row["gflop"]) and _positive(row["strength"]), row
+    assert row["status"] == "not judged (--quick sizes)", row  # tiny sizes: no verdict
+    assert image["effnet-lite0/bf16/classic-182x158"]["skipped"]
+    for key, r in image.items():
+        assert _positive(r["seconds"]) or r.get("skipped"), (key, r)
+
+
+def test_sweep_has_time_and_strength_per_setting_and_the_channel_check(results):
+    sweep = results["sweep"]
+    assert len(sweep["rows"]) == 2  # 1 iteration x (1 octave, 2 octaves) x 1 scale x 1 layer
+    for r in sweep["rows"]:
+        assert _positive(r["seconds"]) and _positive(r["strength"]), r
+    check = sweep["channels"][0]
+    assert [r["channel"] for r in check["rows"]] == ["all (layer energy)", 0]
+    assert _positive(check["slowest_over_fastest"]) and check["status"], check
+
+
+def test_video_has_the_documented_keys(results):
+    video = results["video"]
+    for name in ("realtime", "classic"):
+        p = video["presets"][name]
+        for key in ("fps", "strength", "strength_at_dream_size", "flicker"):
+            assert _positive(p[key]), (name, key, p)
+        assert set(p["busy_seconds"]) >= {"source", "dream", "sink"}, p
+        w = video["widths"][name]["64"]
+        assert _positive(w["end_to_end_fps"]) and _positive(w["dream_fps"]), w
+    assert _positive(video["ratio_realtime_vs_classic"])
+    for key in ("fps_ratio", "strength_ratio", "flicker_vs_input"):
+        assert _positive(video["realtime_vs_classic"][key]["value"]), key
+    live = video["live"]["realtime"]
+    assert _positive(live["p50_ms"]) and live["p95_ms"] >= live["p50_ms"], live
+    assert [r["iters"] for r in video["iters"]] == [1, 2]
+    assert all(_positive(r["dream_fps"]) for r in video["iters"])
+    assert video["file_to_file"]["skipped"]  # no separate processes in this plan
+
+
+def test_scaling_and_roofline(results):
+    s = results["scaling"]
+    assert all(_positive(r["fps"]) for r in s["batch"].values())
+    assert _positive(s["devices"]["cpu,cpu"]["fps"])
+    if not any(k.startswith("cuda") and not r.get("skipped") for k, r in s["devices"].items()):
+        assert all(r["skipped"] for k, r in s["devices"].items() if k.startswith("cuda"))
+    r = results["roofline"]
+    for precision in ("fp32", "bf16"):
+        assert _positive(r["matmul_peak"][precision]["gflops_per_s"])
+        assert _positive(r["conv_peak"][precision]["gflops_per_s"])
+        step = r["dream_step"][f"effnet-lite0/{precision}"]
+        assert _positive(step["gflop"]) and _positive(step["gflops_per_s"]), step
+
+
+def test_markdown_and_plots(results, tmp_path):
+    text = to_markdown(results)
+    for heading in ("## Machine", "## Single image", "## Parameter sweep", "## Video", "## Scaling",
+                    "## Roofline", "## Load while it ran", "### Stage profile"):
+        assert heading in text, heading
+    plots = write_plots(results, str(tmp_path))
+    if isinstance(plots, str):
+        assert "matplotlib" in plots
+    else:
+        assert {p.rsplit("/", 1)[1] for p in plots} == {"bench_seconds_vs_resolution.png",
+                                                         "bench_fps_vs_iters.png"}
+        assert all((tmp_path / p.rsplit("/", 1)[1]).stat().st_size > 1000 for p in plots)
+
+
+def test_a_missed_target_says_so_with_the_target():
+    fast = Target("K80 (published)", 1.6)
+    assert verdict(1.0, [fast], judged=True) == "ok"
+    missed = verdict(2.0, [fast, Target("CPU (published)", 11.0)], judged=True)
+    assert missed.startswith("MISSED") and "1.6 s: K80 (published)" in missed and "11" not in missed
+    ratio = Target("ratio", 20.0, "x", higher=True)
+    assert verdict(2.0, [ratio], judged=True) == "MISSED (target >= 20x: ratio)"
+    assert verdict(2.0, [fast], judged=False) == "not judged (--quick sizes)"
+    assert verdict(2.0, [], judged=True) == "no target"
+
+
+def test_command_line(tmp_path, capsys):
+    parser = argparse.ArgumentParser(prog="livedream")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["bench", "--quick", "--json", "x.json", "--plots", "docs"])
+    assert args.quick and args.json == "x.json" and args.plots == "docs" and callable(args.run)
+    assert main(["--sections", "image,nope"]) == 2
+    assert "unknown section(s) nope" in capsys.readouterr().err
+    assert main(["--json", str(tmp_path / "missing" / "x.json")]) == 2
+    assert "output folder does not exist" in capsys.readouterr().err
