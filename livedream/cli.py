@@ -62,15 +62,19 @@ def add_video_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-warm", action="store_true", help="dream every frame from scratch")
 
 
-def config_from_args(args: argparse.Namespace, base: DreamConfig | None = None) -> DreamConfig:
+def _dream_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The DreamConfig fields given by `add_dream_options` (None where not given; no device)."""
     layers, weights = _parse_layers(args.layer)
-    return preset(
-        args.preset, base,
+    return dict(
         model=args.model, weights=args.weights, layers=layers, layer_weights=weights,
         channel=args.channel, iters=args.iters, octaves=args.octaves,
         octave_scale=args.octave_scale, step=args.step, jitter=args.jitter, tile=args.tile,
-        precision=args.precision, device=args.device, seed=args.seed,
+        precision=args.precision, seed=args.seed,
     )
+
+
+def config_from_args(args: argparse.Namespace, base: DreamConfig | None = None) -> DreamConfig:
+    return preset(args.preset, base, device=args.device, **_dream_overrides(args))
 
 
 def _parse_layers(specs: list[str] | None) -> tuple[tuple[str, ...] | None, tuple[float, ...] | None]:
@@ -182,14 +186,9 @@ VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".m
 
 def video_config_from_args(args: argparse.Namespace) -> VideoConfig:
     extra = load_presets(args.presets_file) if args.presets_file else None
-    layers, weights = _parse_layers(args.layer)
     devices = args.devices or args.device
     return video_preset(
-        args.preset, extra,
-        model=args.model, weights=args.weights, layers=layers, layer_weights=weights,
-        channel=args.channel, iters=args.iters, octaves=args.octaves,
-        octave_scale=args.octave_scale, step=args.step, jitter=args.jitter, tile=args.tile,
-        precision=args.precision, seed=args.seed, dream_width=args.dream_width,
+        args.preset, extra, **_dream_overrides(args), dream_width=args.dream_width,
         warm=False if args.no_warm else None, decay=args.decay, cold_iters=args.cold_iters,
         batch=args.batch, strength=args.strength,
         devices=tuple(d.strip() for d in devices.split(",")) if devices else None,

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from clips import SAMPLE_RATE, _write_tone, clip_pts, clip_time_base, picture
 
+from livedream.cli import main as cli_main
 from livedream.config import VideoConfig, video_preset
 from livedream.farm import (
     MANIFEST_NAME,
@@ -29,11 +30,16 @@ from livedream.farm import (
     plan_file,
     run_batch,
 )
-from livedream.farm.cli import main
 from livedream.io.video import VideoReader
 from livedream.temporal import warping_error
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def main(args: list[str]) -> int:
+    """`livedream batch ARGS` in this process."""
+    return cli_main(["batch", *args])
+
 
 FAST = dict(dream_width=48, iters=1, cold_iters=1, jitter=2)
 FAST_ARGS = ["--quiet", "--dream-width", "48", "--iters", "1", "--cold-iters", "1", "--jitter", "2"]

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 from typing import Any
 
-from livedream.cli import EXIT_INTERRUPTED, EXIT_USAGE, add_dream_options
-from livedream.errors import InputError, LivedreamError
+from livedream.cli import EXIT_INTERRUPTED, add_dream_options, add_video_options
+from livedream.errors import InputError
 
-__all__ = ["register", "cmd_batch", "main"]
+__all__ = ["register", "cmd_batch"]
 
 EXIT_FAILED = 1
 
@@ -62,21 +61,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--presets-file", help="TOML file with more presets")
     g.add_argument("--quiet", action="store_true", help="no progress line")
     add_dream_options(p, default_preset="realtime")
-    _add_video_options(p)
+    add_video_options(p)
     p.set_defaults(run=cmd_batch)
     return p
-
-
-def _add_video_options(p: argparse.ArgumentParser) -> None:
-    # The same as `livedream video`'s group (cli.build_parser); video_config_from_args reads them.
-    g = p.add_argument_group("video")
-    g.add_argument("--dream-width", type=int, help="dream at this width, output at full size")
-    g.add_argument("--batch", type=int, help="frames dreamed together per device")
-    g.add_argument("--devices", help="comma-separated devices, one model each (cuda:0,cuda:1)")
-    g.add_argument("--decay", type=float, help="warm-start residual decay per frame (0..1)")
-    g.add_argument("--cold-iters", type=int, help="iterations at the first frame and scene cuts")
-    g.add_argument("--strength", type=float, help="scale of the dream added to the frame")
-    g.add_argument("--no-warm", action="store_true", help="dream every frame from scratch")
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
@@ -153,24 +140,3 @@ def _engine(args: argparse.Namespace) -> Any:
     from livedream.farm.local import LocalEngine
 
     return LocalEngine(args.workers)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`livedream batch ...` on its own: `python -m livedream.farm.cli [options]`."""
-    from livedream.cli import _Parser
-
-    parser = _Parser(prog="livedream")
-    register(parser.add_subparsers(dest="command", required=True, parser_class=_Parser))
-    args = parser.parse_args(["batch", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return int(args.run(args))
-    except LivedreamError as e:
-        print(f"livedream: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("livedream: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-
-
-if __name__ == "__main__":
-    sys.exit(main())
