@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol
+from typing import Protocol, Self
 
 from livedream.errors import InputError
 from livedream.farm.chunk import ChunkResult, ChunkTask
 from livedream.farm.errors import ChunkError
 
-__all__ = ["Engine", "Outcome", "describe"]
+__all__ = ["Engine", "ClosingEngine", "Outcome", "describe"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,20 @@ class Engine(Protocol):
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None: ...
+
+
+class ClosingEngine:
+    """Base of the engines: `with engine:` closes it at the end, however the block ends."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
 
 
 def describe(error: BaseException) -> tuple[str, bool]:

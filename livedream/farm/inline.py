@@ -9,15 +9,14 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import replace
-from types import TracebackType
 
 from livedream.farm.chunk import ChunkTask, dream_chunk
-from livedream.farm.engine import Outcome, describe
+from livedream.farm.engine import ClosingEngine, Outcome, describe
 
 __all__ = ["InlineEngine"]
 
 
-class InlineEngine:
+class InlineEngine(ClosingEngine):
     name = "inline"
     capacity = 1
 
@@ -42,9 +41,3 @@ class InlineEngine:
     def close(self) -> None:
         self._tasks.clear()
 
-    def __enter__(self) -> InlineEngine:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()

@@ -17,10 +17,9 @@ import threading
 from collections import deque
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, wait
-from types import TracebackType
 
 from livedream.farm.chunk import ChunkTask, dream_chunk
-from livedream.farm.engine import Outcome, describe
+from livedream.farm.engine import ClosingEngine, Outcome, describe
 
 __all__ = ["LocalEngine"]
 
@@ -51,7 +50,7 @@ class _Worker:
     conn: Connection
 
 
-class LocalEngine:
+class LocalEngine(ClosingEngine):
     """Run chunk tasks in `workers` processes (default: one per core).
 
     Each worker gets `cores // workers` intra-op threads (at least 1), so the pool fills the
@@ -167,9 +166,3 @@ class LocalEngine:
         self._idle.clear()
         self._busy.clear()
 
-    def __enter__(self) -> LocalEngine:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from types import TracebackType
 from typing import Any
 
 from livedream.farm.chunk import ChunkResult, ChunkTask, dream_chunk
-from livedream.farm.engine import Outcome, describe
+from livedream.farm.engine import ClosingEngine, Outcome, describe
 from livedream.farm.errors import EngineUnavailable
 
 __all__ = ["RayEngine", "import_ray"]
@@ -45,7 +44,7 @@ def _run(task: ChunkTask) -> ChunkResult:
     return dream_chunk(task)
 
 
-class RayEngine:
+class RayEngine(ClosingEngine):
     """Run chunk tasks on a Ray cluster: `address` ("auto", "ray://host:10001", ...) or, when
     None and Ray is not initialized yet, a local one with `workers` CPUs (default: all)."""
 
@@ -124,9 +123,3 @@ class RayEngine:
         if self._owns:
             self._ray.shutdown()
 
-    def __enter__(self) -> RayEngine:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
