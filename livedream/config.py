@@ -130,7 +130,7 @@ _DREAM_FIELDS = {f.name for f in dataclasses.fields(DreamConfig)}
 # the baseline: every frame from scratch, full size, the classic image parameters.
 VIDEO_PRESETS: dict[str, dict[str, object]] = {
     # realtime: a small step with a slow decay keeps the change per frame (flicker) small while
-    # the dream still builds up over ~100 frames (measured on samples/box.mp4, bench_video.py).
+    # the dream still builds up over ~100 frames (measured on samples/box.mp4 with `livedream bench`).
     "realtime": dict(dream_width=320, iters=1, octaves=1, step=0.5, jitter=4, decay=0.99,
                      cold_iters=6),
     "balanced": dict(dream_width=480, iters=2, octaves=2, step=1.5, jitter=8, decay=0.9,
