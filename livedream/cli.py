@@ -55,7 +55,8 @@ def add_video_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("video")
     g.add_argument("--dream-width", type=int, help="dream at this width, output at full size")
     g.add_argument("--batch", type=int, help="frames dreamed together per device")
-    g.add_argument("--devices", help="comma-separated devices, one model each (cuda:0,cuda:1)")
+    g.add_argument("--devices", help="comma-separated devices, one model each (cuda:0,cuda:1); default auto: "
+                   "every GPU, else one CPU replica per core")
     g.add_argument("--decay", type=float, help="warm-start residual decay per frame (0..1)")
     g.add_argument("--cold-iters", type=int, help="iterations at the first frame and scene cuts")
     g.add_argument("--strength", type=float, help="scale of the dream added to the frame")

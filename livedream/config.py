@@ -101,7 +101,8 @@ class VideoConfig:
     cold_iters: int = 4  # iterations per octave at the first frame and after a scene cut
     cold_step: float = 1.5  # step size there: the first frame is dreamed like an image
     batch: int = 1  # frames dreamed together per device
-    devices: tuple[str, ...] = ("cpu",)  # one model replica per device, frames dealt in turn
+    # One model replica per device, frames dealt in turn; "auto": see devices.resolve_devices.
+    devices: tuple[str, ...] = ("auto",)
     strength: float = 1.0  # the dream residual is scaled by this when added to the frame
 
     def __post_init__(self) -> None:

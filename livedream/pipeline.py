@@ -28,6 +28,7 @@ import torch
 
 from livedream.config import VideoConfig
 from livedream.control import Control
+from livedream.devices import resolve_devices, worker_threads
 from livedream.dream import Dreamer
 from livedream.errors import LivedreamError
 from livedream.temporal import WarmStart
@@ -104,8 +105,9 @@ def dream_size(width: int, height: int, dream_width: int | None) -> tuple[int, i
 
 
 def build_dreamers(cfg: VideoConfig) -> list[Dreamer]:
-    """One model replica per device in `cfg.devices` (repeats allowed: `cpu,cpu`)."""
-    return [Dreamer(cfg.dream.replace(device=d)) for d in cfg.devices]
+    """One model replica per device in `cfg.devices` (repeats allowed: `cpu,cpu`; `auto`: see
+    `devices.resolve_devices`)."""
+    return [Dreamer(cfg.dream.replace(device=d)) for d in resolve_devices(cfg.devices)]
 
 
 class _Queue:
@@ -185,6 +187,8 @@ class Pipeline:
         self.q_post = mk("postprocess", size * len(dreamers) * max(1, cfg.batch))
         self.q_sink = mk("sink", size)
         self.report = PipelineReport()
+        # The caller's torch threads are shared out among the CPU replicas' workers.
+        self._threads = worker_threads([d.cfg.device for d in dreamers])
         self._busy: dict[str, float] = {}
         self._errors: list[StageError] = []
         self._first_index: int | None = None  # the source's first sequence number
@@ -277,6 +281,8 @@ class Pipeline:
 
     def _dream(self, i: int) -> None:
         q = self.q_dream[i]
+        if self.dreamers[i].device.type == "cpu":
+            torch.set_num_threads(self._threads)  # this worker thread's own OpenMP team
         while True:
             first = q.get()
             if first is _END:

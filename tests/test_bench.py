@@ -80,7 +80,7 @@ def test_video_has_the_documented_keys(results):
     video = results["video"]
     for name in ("realtime", "classic"):
         p = video["presets"][name]
-        for key in ("fps", "strength", "strength_at_dream_size", "flicker"):
+        for key in ("fps", "strength", "strength_common_scale", "flicker"):
             assert _positive(p[key]), (name, key, p)
         assert set(p["busy_seconds"]) >= {"source", "dream", "sink"}, p
         w = video["widths"][name]["64"]

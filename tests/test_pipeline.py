@@ -5,13 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from livedream.config import video_preset
+from livedream.config import ConfigError, video_preset
+from livedream.devices import resolve_devices
 from livedream.io.sinks import ListSink, NullSink
 from livedream.io.sources import SyntheticSource
 from livedream.pipeline import Frame, Pipeline, StageError, build_dreamers, dream_size
 from livedream.temporal import warping_error
 
-SMALL = dict(dream_width=96, iters=1, octaves=1, cold_iters=3, jitter=2, step=3.0)
+# One replica: a single warm-start chain (the default, `auto`, is one replica per core).
+SMALL = dict(dream_width=96, iters=1, octaves=1, cold_iters=3, jitter=2, step=3.0, devices="cpu")
 
 
 def run(cfg, frames=12, width=128, height=96, **kw):
@@ -33,9 +35,10 @@ def test_every_frame_comes_out_in_order_and_dreamed():
 
 
 def test_round_robin_over_two_cpu_replicas_keeps_order():
-    cfg = video_preset("realtime", devices="cpu,cpu", batch=2, **SMALL)
+    cfg = video_preset("realtime", **dict(SMALL, devices="cpu,cpu", batch=2))
     frames, report, _ = run(cfg, frames=15)
     assert [f.index for f in frames] == list(range(15))
+    assert 1 <= report.cold_starts <= 2 * 2  # frames dealt before any dream had finished
     assert report.queue_high_water["dream0"] >= 1 and report.queue_high_water["dream1"] >= 1
 
 
@@ -113,3 +116,18 @@ def test_dream_size_keeps_aspect_and_never_upscales():
     assert dream_size(640, 480, 320) == (320, 240)
     assert dream_size(200, 100, 320) == (200, 100)
     assert dream_size(641, 479, None) == (641, 479)
+
+
+def test_auto_devices_are_cpu_replicas_sharing_the_threads(monkeypatch):
+    import torch
+
+    import livedream.devices as devices
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_devices(("auto",), budget=2) == ("cpu", "cpu")
+    assert resolve_devices(("auto",), budget=16) == ("cpu",) * 4
+    assert resolve_devices(("cpu",), budget=16) == ("cpu",)
+    assert devices.worker_threads(("cpu",) * 4, budget=16) == 4
+    assert devices.worker_threads(("cpu", "cpu"), budget=1) == 1
+    with pytest.raises(ConfigError):
+        resolve_devices(("auto", "cpu"))

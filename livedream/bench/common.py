@@ -264,7 +264,3 @@ def limited(frames: Iterator, max_frames: int, seconds: float, min_frames: int =
         if late and n >= min_frames and (stop_at is None or f.index >= stop_at):
             break
         yield f
-
-
-def as_rgb(x: np.ndarray) -> np.ndarray:
-    return np.clip(x + 0.5, 0, 255).astype(np.uint8)

@@ -119,16 +119,17 @@ def _video(v: dict) -> str:
              "`classic` dreams the window only. fps: end to end of that run.\n\n")
     rows = [(n, "x".join(map(str, r["dream_size"])), f"{r['iters']} x {r['octaves']}", r["fps"],
              f"{r['strength']}x",
-             f"{r['strength_at_dream_size']}x", f"{r['flicker']}x", r["warping_error"])
+             f"{r['strength_common_scale']}x", f"{r['flicker']}x", r["warping_error"])
             for n, r in v["presets"].items()]
     text += _table(("preset", "dream size", "iters x octaves", "fps", "strength (full size)",
-                    "strength (at dream size)", "flicker / input's", "warping error"), rows)
+                    "strength (judged at realtime's dream size)", "flicker / input's", "warping error"), rows)
     if "realtime_vs_classic" in v:
         c = v["realtime_vs_classic"]
         judged = [("fps ratio", c["fps_ratio"]), ("strength ratio (full size)", c["strength_ratio"]),
                   ("realtime flicker / input's", c["flicker_vs_input"])]
         rows = [(label, j["value"], j["target"], j["status"]) for label, j in judged]
-        rows += [("strength ratio (at dream size)", c["strength_ratio_at_dream_size"], "-", "for reference"),
+        rows += [("strength ratio (judged at realtime's dream size)", c["strength_ratio_common_scale"], "-",
+                  "for reference"),
                  ("classic flicker / input's", c["classic_flicker_vs_input"], "-", "for reference")]
         text += ("\n### `realtime` vs `classic`, same frames\n\n"
                  + _table(("", "value", "target", "status"), rows))

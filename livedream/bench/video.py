@@ -23,7 +23,6 @@ from livedream.bench.common import (
     Clip,
     Plan,
     Target,
-    as_rgb,
     limited,
     load_clip,
     log,
@@ -35,7 +34,7 @@ from livedream.config import DreamConfig, VideoConfig, video_preset
 from livedream.dream import Dreamer, to_tensor
 from livedream.io.sinks import NullSink
 from livedream.io.sources import SyntheticSource
-from livedream.pipeline import Frame, Pipeline, dream_size
+from livedream.pipeline import Frame, Pipeline, build_dreamers, dream_size
 from livedream.temporal import WarmStart, warping_error
 
 __all__ = ["bench_video", "dream_alone", "WindowSink"]
@@ -52,16 +51,14 @@ class WindowSink:
 
     def __init__(self, lo: int, hi: int) -> None:
         self.lo, self.hi = lo, hi
-        # (rgb, out, small, dreamed): source, output, and both at the dream size
-        self.kept: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.kept: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (rgb, out, small)
         self.count = 0
 
     def write(self, frame: Frame) -> None:
         self.count += 1
         if self.lo <= frame.index < self.hi:
             small = frame.small if frame.small is not None else frame.rgb
-            dreamed = as_rgb(small.astype(np.float32) + frame.residual)  # at the dream size
-            self.kept.append((frame.rgb, frame.out, small, dreamed))  # type: ignore[arg-type]
+            self.kept.append((frame.rgb, frame.out, small))  # type: ignore[arg-type]
 
     def close(self) -> None:
         pass
@@ -92,8 +89,12 @@ def dream_alone(dreamer: Dreamer, cfg: VideoConfig, smalls: list[np.ndarray],
     return times
 
 
-def _strength(judge: Dreamer, outs: list[np.ndarray], ins: list[np.ndarray]) -> float:
-    """Mean over frames of the target layer's energy on the output over the input."""
+def _strength(judge: Dreamer, outs: list[np.ndarray], ins: list[np.ndarray],
+              size: tuple[int, int] | None = None) -> float:
+    """Mean over frames of the target layer's energy on the output over the input; both resized
+    to `size` (w, h) first when given."""
+    if size is not None:
+        outs, ins = ([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in fs] for fs in (outs, ins))
     gains = [float(judge.energy(to_tensor(o))[0] / judge.energy(to_tensor(i))[0])
              for o, i in zip(outs, ins, strict=True)]
     return float(np.mean(gains))
@@ -175,7 +176,8 @@ def same_frames(plan: Plan, clip: Clip, name: str, dreamers: list[Dreamer],
         frames = limited(replay(clip), max(plan.run_frames, hi), plan.run_seconds, hi, stop_at=hi)
     sink = WindowSink(lo, hi)
     report = _run(frames, cfg, dreamers, sink)
-    rgb, out, small, dreamed = (list(v) for v in zip(*sink.kept, strict=True))
+    rgb, out, small = (list(v) for v in zip(*sink.kept, strict=True))
+    common = dream_size(*clip.size, video_preset("realtime").dream_width)
     base = warping_error(rgb, rgb)
     flicker = warping_error(out, rgb)
     row = {
@@ -183,14 +185,15 @@ def same_frames(plan: Plan, clip: Clip, name: str, dreamers: list[Dreamer],
         "dream_width": cfg.dream_width, "dream_size": [small[0].shape[1], small[0].shape[0]],
         "iters": cfg.dream.iters, "octaves": cfg.dream.octaves,
         "strength": round(_strength(judge, out, rgb), 3),
-        "strength_at_dream_size": round(_strength(judge, dreamed, small), 3),
+        "strength_common_scale": round(_strength(judge, out, rgb, common), 3), "common_scale": list(common),
         "flicker": round(flicker / base, 3), "warping_error": round(flicker, 3),
         "input_warping_error": round(base, 3),
         "busy_seconds": report["busy_seconds"], "busy_share": _share(report),
         "wall_seconds": report["wall_seconds"],
     }
     log(f"video {name} same frames {lo}..{hi - 1}: {row['fps']} fps, strength {row['strength']}x "
-        f"(at dream size {row['strength_at_dream_size']}x), flicker {row['flicker']}x input")
+        f"(judged at {common[0]}x{common[1]}: {row['strength_common_scale']}x), "
+        f"flicker {row['flicker']}x input")
     return row
 
 
@@ -259,7 +262,8 @@ def file_to_file(plan: Plan, env: dict[str, str]) -> dict[str, object]:
 # -- the section ----------------------------------------------------------------------------------
 def bench_video(plan: Plan, env: dict[str, str]) -> dict[str, object]:
     """`video.presets.<name>.{fps, strength, flicker}`, `video.ratio_realtime_vs_classic`, ..."""
-    dreamers = [Dreamer(video_preset("realtime").dream)]  # every preset dreams this network
+    # Every preset dreams this network, on the replicas the product would use by default.
+    dreamers = build_dreamers(video_preset("realtime"))
     judge = Dreamer(DreamConfig(precision="fp32"))  # the presets' layer, to measure strength
     clip = load_clip(plan.clip_size)
     w, h = clip.size
@@ -269,7 +273,8 @@ def bench_video(plan: Plan, env: dict[str, str]) -> dict[str, object]:
                  "note": "decoded once into memory; the runs below replay it (decode and encode are "
                          "in the file-to-file row)"},
         "strength": "target layer energy, output / input, on the full-size output frames "
-                    "(strength_at_dream_size: the same measured at the dream resolution)",
+                    "(strength_common_scale: the same with every preset's output and input resized "
+                    "to realtime's dream size first, so all are judged at one scale)",
         "flicker": "warping error of the output / the input's own (flow and mask from the input)",
     }
     result["widths"] = by_width(plan, clip, dreamers)
@@ -283,8 +288,8 @@ def bench_video(plan: Plan, env: dict[str, str]) -> dict[str, object]:
         result["realtime_vs_classic"] = {
             "fps_ratio": _judged(fps_ratio, RATIO_FPS, plan),
             "strength_ratio": _judged(strength_ratio, RATIO_STRENGTH, plan),
-            "strength_ratio_at_dream_size": round(
-                float(rt["strength_at_dream_size"]) / float(cl["strength_at_dream_size"]), 3),  # type: ignore[arg-type]
+            "strength_ratio_common_scale": round(
+                float(rt["strength_common_scale"]) / float(cl["strength_common_scale"]), 3),  # type: ignore[arg-type]
             "flicker_vs_input": _judged(float(rt["flicker"]), FLICKER, plan),  # type: ignore[arg-type]
             "classic_flicker_vs_input": cl["flicker"], "window": list(plan.window),
         }

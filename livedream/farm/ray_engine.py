@@ -86,7 +86,7 @@ class RayEngine(ClosingEngine):
         if self._closed:
             raise RuntimeError("RayEngine.submit() after close()")
         sent = task
-        if self.gpus and all(d == "cpu" for d in task.cfg.devices):
+        if self.gpus and all(d in ("cpu", "auto") for d in task.cfg.devices):
             sent = replace(task, cfg=task.cfg.replace(devices=("cuda",)))  # the GPU Ray gave it
         elif not self.gpus and task.threads is None:
             sent = replace(task, threads=1)  # num_cpus=1
