@@ -158,9 +158,10 @@ def _expand_inputs(paths: Sequence[str], exts: Sequence[str], kind: str) -> list
 
 def _output_paths(inputs: list[str], output: str, exts: Sequence[str], *, keep_ext: Sequence[str],
                   default_ext: str) -> list[tuple[str, str]]:
-    """One input and an output with a known extension -> that file; else an output folder."""
+    """One input and an output with a known extension -> that file; else an output folder.
+    An output that is one of the inputs is refused (the rename at the end would replace it)."""
     if len(inputs) == 1 and output.lower().endswith(tuple(exts)) and not os.path.isdir(output):
-        return [(inputs[0], output)]
+        return _not_inputs(inputs, [(inputs[0], output)])
     parent = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(output):
         if not os.path.isdir(parent):
@@ -177,6 +178,14 @@ def _output_paths(inputs: list[str], output: str, exts: Sequence[str], *, keep_e
             raise OutputError(f"two inputs would both be written to {out}")
         seen.add(out)
         pairs.append((src, out))
+    return _not_inputs(inputs, pairs)
+
+
+def _not_inputs(inputs: list[str], pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    sources = {os.path.realpath(src) for src in inputs}
+    for _, out in pairs:
+        if os.path.realpath(out) in sources:
+            raise OutputError(f"{out} is also an input: it would be overwritten; choose another output")
     return pairs
 
 

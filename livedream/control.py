@@ -7,6 +7,7 @@ Dream workers read `Control.config` before each batch, so a change applies to th
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 
@@ -70,6 +71,8 @@ class Control:
                 else:
                     (dream if STEERABLE[name] == "dream" else video)[name] = value
             cfg = cfg.replace(dream=cfg.dream.replace(**dream), **video)  # validates
+            if "layers" in dream or "channel" in dream:
+                check_layer(cfg)
             self._cfg = cfg
             self.version += 1
             listeners = list(self._listeners)
@@ -81,3 +84,37 @@ class Control:
         with self._lock:
             self._listeners.append(listener)
 
+
+_ARCH_LOCK = threading.Lock()
+
+
+def check_layer(cfg: VideoConfig) -> None:
+    """ConfigError unless the layer exists in the network and the channel is in its range, so a
+    bad value from a key or a request is refused here instead of stopping the running dream."""
+    from livedream.models import ModelError
+
+    layer = cfg.dream.layers[0] if cfg.dream.layers else None
+    with _ARCH_LOCK:  # the shared bare network may run a tiny forward pass (channels of a path)
+        try:
+            net = _architecture(cfg.dream.model)
+            path = net.resolve(layer or _default_layer(cfg.dream.model))
+        except ModelError as e:
+            raise ConfigError(str(e)) from None
+        count = net.channels(path)
+    channel = cfg.dream.channel
+    if channel is not None and not 0 <= channel < count:
+        raise ConfigError(f"channel {channel} out of range: layer {layer or path} has {count} "
+                              f"channels (0..{count - 1})")
+
+
+@functools.cache
+def _architecture(model: str):  # noqa: ANN202 - a DreamNet; imported lazily (torch)
+    from livedream.models import model_spec
+
+    return model_spec(model).arch()
+
+
+def _default_layer(model: str) -> str:
+    from livedream.models import model_spec
+
+    return model_spec(model).default_layer

@@ -94,12 +94,14 @@ class _LivePipeline(Pipeline):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, live=True, **kwargs)
         self.dream_ms: collections.deque[float] = collections.deque(maxlen=2000)
+        self.dreams = 0  # dream batches so far (the deque stops growing at its length)
         self.finished = False
 
     def _account(self, stage: str, seconds: float) -> None:
         super()._account(stage, seconds)
         if stage == "dream":
             self.dream_ms.append(1000 * seconds)
+            self.dreams += 1
 
     def dropped(self) -> int:
         """Frames the pipeline dropped so far (its report adds the queues' only at the end)."""
@@ -158,7 +160,7 @@ class LiveStats:
         """Rates since `reader`'s previous call (since the start for its first)."""
         now, p = time.monotonic(), self.pipeline
         then, captured0, out0, dreams0 = self._marks.get(reader, (self.start, 0, 0, 0))
-        captured, out, dreams = self.tap.captured, p.report.frames_out, len(p.dream_ms)
+        captured, out, dreams = self.tap.captured, p.report.frames_out, p.dreams
         dt = max(1e-9, now - then)
         self._marks[reader] = (now, captured, out, dreams)
         newest = self._newest[reader] = {

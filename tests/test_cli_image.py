@@ -89,6 +89,15 @@ def test_layers_with_weights_are_stored(tmp_path, capfd, sample_rgb):
     assert params["layers"] == "('block5', 'block9')" and params["layer_weights"] == "(1.0, 0.5)"
 
 
+def test_results_get_the_permissions_of_a_plainly_created_file(tmp_path, capfd, sample_rgb):
+    src = write_rgb(tmp_path / "small.png", resized(sample_rgb, 64))
+    out, plain = tmp_path / "out.png", tmp_path / "plain"
+    plain.write_bytes(b"")  # what open() gives under this umask (not the temp file's 0600)
+    code, _, stderr = run(["image", src, "-o", out, *FAST], capfd)
+    assert (code, stderr) == (0, "")
+    assert out.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+
+
 def test_a_folder_and_several_inputs_go_to_an_output_folder(tmp_path, capfd, sample_rgb):
     src = tmp_path / "in"
     src.mkdir()

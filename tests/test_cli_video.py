@@ -78,6 +78,17 @@ def test_several_inputs_go_to_a_folder_named_after_them(tmp_path):
     assert sorted(os.listdir(outdir)) == ["a.mp4", "b.mp4"]
 
 
+@pytest.mark.parametrize("form", ["same file", "its own folder"])
+def test_an_output_that_is_an_input_is_refused_and_the_input_kept(tmp_path, form):
+    src = make_clip(tmp_path / "a.mp4", frames=4, audio=False)
+    before = src.read_bytes()
+    out = src if form == "same file" else tmp_path
+    r = run_cli("video", str(src), "-o", str(out), *FAST)
+    assert r.returncode == 2, r.stderr
+    assert "also an input" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert src.read_bytes() == before
+
+
 def test_start_and_duration_cut(tmp_path):
     src = make_clip(tmp_path / "in.mp4", frames=60, fps=30, audio=True)
     out = tmp_path / "cut.mp4"

@@ -10,8 +10,8 @@ edit list in milliseconds, so reading a chunk back can shift all its times by a 
 millisecond. Each chunk's first frame is put back at the pts the worker wrote it at (recorded
 in the manifest); the times inside a chunk are exact.
 
-The writer's private helpers (audio copy, temporary name, error text) are shared on purpose: a
-joined file is written exactly as `livedream video` writes one.
+The writer's helpers (audio copy, temporary name, opening the container with its metadata, error
+text) are shared on purpose: a joined file is written exactly as `livedream video` writes one.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import av
 
 from livedream.errors import OutputError
 from livedream.farm.errors import FarmError
-from livedream.io.video import _MOV_METADATA, _AudioCopy, _os_reason, _reserve_temp  # see above
+from livedream.io.video import AudioCopy, open_output, os_reason, reserve_temp
 
 __all__ = ["Part", "JoinResult", "join_chunks"]
 
@@ -81,16 +81,11 @@ def join_chunks(parts: Sequence[Part], dst: str | os.PathLike[str], *, source: s
     if not parts:
         raise FarmError(f"nothing to join into {os.fspath(dst)}")
     path = Path(dst)
-    temp = _reserve_temp(path)
+    temp = reserve_temp(path)
     output: av.container.OutputContainer | None = None
-    audio: _AudioCopy | None = None
+    audio: AudioCopy | None = None
     try:
-        metadata = metadata or {}
-        options = {}
-        if path.suffix.lower() in (".mp4", ".m4v", ".mov") and set(metadata) - _MOV_METADATA:
-            options["movflags"] = "use_metadata_tags"
-        output = av.open(str(temp), "w", options=options)
-        output.metadata.update(metadata)
+        output = open_output(temp, path, metadata or {})
         with av.open(parts[0].path) as first:
             template = first.streams.video[0]
             signature = _signature(template)
@@ -99,7 +94,7 @@ def join_chunks(parts: Sequence[Part], dst: str | os.PathLike[str], *, source: s
         with av.open(source) as probe:
             has_audio = bool(probe.streams.audio)
         if has_audio:
-            audio = _AudioCopy(Path(source), output, None, None)
+            audio = AudioCopy(Path(source), output, None, None)
         frames, end, last_dts = 0, 0.0, None
         for k, part in enumerate(parts):
             low, durations = _timing(part.path)
@@ -144,6 +139,6 @@ def join_chunks(parts: Sequence[Part], dst: str | os.PathLike[str], *, source: s
                     pass  # being deleted anyway
         temp.unlink(missing_ok=True)
         if isinstance(error, (av.FFmpegError, OSError)):
-            raise OutputError(f"cannot write {path.name} ({_os_reason(error)})") from error
+            raise OutputError(f"cannot write {path.name} ({os_reason(error)})") from error
         raise
     return JoinResult(str(path), frames, end)

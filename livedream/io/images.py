@@ -102,6 +102,15 @@ def check_image_file(path: str) -> None:
         raise InputError(f"{path} is not an image this tool can read")
 
 
+def _read_umask() -> int:
+    umask = os.umask(0)  # the only way to read it is to set it: done once, at import
+    os.umask(umask)
+    return umask
+
+
+_FILE_MODE = 0o666 & ~_read_umask()  # what open() would give a new file
+
+
 def atomic_write(path: str, data: bytes) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     try:
@@ -110,6 +119,7 @@ def atomic_write(path: str, data: bytes) -> None:
         raise OutputError(f"cannot write {path}: {e.strerror}") from e
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), _FILE_MODE)  # mkstemp makes 0600; a plain file gets 0666 & ~umask
             f.write(data)
         os.replace(tmp, path)
     except OSError as e:

@@ -39,7 +39,8 @@ import numpy as np
 
 from livedream.errors import InputError, OutputError
 
-__all__ = ["VideoInfo", "VideoFrame", "VideoReader", "VideoWriter"]
+__all__ = ["VideoInfo", "VideoFrame", "VideoReader", "VideoWriter", "AudioCopy", "open_output",
+           "reserve_temp", "os_reason"]
 
 # Audio codecs that libavformat accepts in a container but that common players refuse there:
 # FFmpeg muxes PCM into .mp4 (ISO "ipcm"), yet browsers, QuickTime and phones play no sound.
@@ -342,7 +343,7 @@ def _open_input(path: Path) -> av.container.InputContainer:
         raise InputError(f"not a video file: {path.name} ({_reason(error)})") from error
 
 
-class _AudioCopy:
+class AudioCopy:
     """Carries the audio streams of a source file into the output while the video is written.
 
     Packets are copied unchanged when the output container holds their codec, and re-encoded to
@@ -472,7 +473,22 @@ def _container_takes(output: av.container.OutputContainer, codec: str) -> bool:
     return playable is None or codec in playable
 
 
-def _reserve_temp(path: Path) -> Path:
+def open_output(temp: Path, path: Path, metadata: dict[str, str]) -> av.container.OutputContainer:
+    """Open `temp` (from `reserve_temp(path)`) for writing, in the format `path`'s extension
+    names (the temp name keeps it), with `metadata` stored in a way the format keeps."""
+    options = {}
+    if path.suffix.lower() in (".mp4", ".m4v", ".mov") and set(metadata) - _MOV_METADATA:
+        options["movflags"] = "use_metadata_tags"
+    try:
+        output = av.open(str(temp), "w", options=options)
+    except ValueError:
+        raise OutputError(f"unknown video format for {path.name}: use a name ending "
+                          "in .mp4, .mkv or .mov") from None
+    output.metadata.update(metadata)
+    return output
+
+
+def reserve_temp(path: Path) -> Path:
     """Create `.<stem>.part-<random><ext>` next to `path` (same file system: atomic rename)."""
     folder = path.parent
     if path.is_dir():
@@ -485,11 +501,11 @@ def _reserve_temp(path: Path) -> Path:
     try:  # O_EXCL: never clobber; mode 0o666 minus the umask, like any new file
         os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     except OSError as error:
-        raise OutputError(f"cannot write in {folder} ({_os_reason(error)})") from error
+        raise OutputError(f"cannot write in {folder} ({os_reason(error)})") from error
     return temp
 
 
-def _os_reason(error: BaseException) -> str:
+def os_reason(error: BaseException) -> str:
     if getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
         return "disk full"
     return _reason(error)
@@ -524,18 +540,18 @@ class VideoWriter:
         self._closed = False
         self._pending: av.VideoFrame | None = None  # held back until its duration is known
         self._durations: dict[int, int] = {}  # pts -> duration, for the encoder's packets
-        self._audio: _AudioCopy | None = None
+        self._audio: AudioCopy | None = None
         self._output: av.container.OutputContainer | None = None
-        self._temp = _reserve_temp(self.path)
+        self._temp = reserve_temp(self.path)
         try:
             self._open(codec, pix_fmt, crf, speed, metadata or {})
             if audio_source is not None:
-                self._audio = _AudioCopy(Path(audio_source), self._output, audio_start,
+                self._audio = AudioCopy(Path(audio_source), self._output, audio_start,
                                          audio_end)
         except BaseException as error:
             self.abort()
             if isinstance(error, (av.FFmpegError, OSError, ValueError)):
-                raise OutputError(f"cannot write {self.path.name} ({_os_reason(error)})"
+                raise OutputError(f"cannot write {self.path.name} ({os_reason(error)})"
                                   ) from error
             raise
 
@@ -547,15 +563,7 @@ class VideoWriter:
             raise OutputError(f"no {codec!r} encoder in this FFmpeg build") from None
         if encoder.type != "video":
             raise OutputError(f"{codec!r} is a {encoder.type} encoder, expected a video one")
-        options = {}
-        if self.path.suffix.lower() in (".mp4", ".m4v", ".mov") and set(metadata) - _MOV_METADATA:
-            options["movflags"] = "use_metadata_tags"
-        try:  # the temporary name keeps the extension, from which libavformat picks the muxer
-            self._output = av.open(str(self._temp), "w", options=options)
-        except ValueError:
-            raise OutputError(f"unknown video format for {self.path.name}: use a name ending "
-                              "in .mp4, .mkv or .mov") from None
-        self._output.metadata.update(metadata)
+        self._output = open_output(self._temp, self.path, metadata)
 
         # Odd sizes: pad up to the chroma subsampling step (2 for yuv420p), see the module doc.
         video_format = av.VideoFormat(pix_fmt)
@@ -646,7 +654,7 @@ class VideoWriter:
 
     def _fail(self, error: BaseException) -> None:
         self.abort()
-        raise OutputError(f"cannot write {self.path.name} ({_os_reason(error)})") from error
+        raise OutputError(f"cannot write {self.path.name} ({os_reason(error)})") from error
 
     def abort(self) -> None:
         """Drop the output: close everything and delete the temporary file. Safe to repeat."""
