@@ -324,10 +324,11 @@ class Pipeline:
 
     def _dream_batch(self, dreamer: Dreamer, batch: list[Frame], cfg: VideoConfig) -> None:
         """Warm-start each frame from the newest finished dream, dream, store the residuals."""
-        starts, cold = [], []
+        starts, cold, warm_starts = [], [], {}
         for frame in batch:
             small = frame.small.astype(np.float32)  # type: ignore[union-attr]
             start = self.warm.start_for(frame.index, frame.small) if cfg.warm else None
+            warm_starts[frame.index] = start
             if start is None or start.residual is None:
                 frame.cut = True
                 starts.append(small)
@@ -351,7 +352,8 @@ class Pipeline:
                 frame.residual = out[j] - frame.small.astype(np.float32)  # type: ignore[union-attr]
         newest = max(batch, key=lambda f: f.index)
         if cfg.warm:
-            self.warm.update(newest.index, newest.small, newest.residual)
+            self.warm.update(newest.index, newest.small, newest.residual,  # type: ignore[arg-type]
+                             start=warm_starts[newest.index])
         self.report.cold_starts += sum(cold)
 
     def _postprocess(self) -> None:

@@ -228,20 +228,34 @@ class WarmStart:
         with self._lock:
             self._newest = None
 
-    def update(self, index: int, source_rgb: np.ndarray, residual: np.ndarray) -> bool:
+    def update(self, index: int, source_rgb: np.ndarray, residual: np.ndarray,
+               start: Start | None = None) -> bool:
         """Store a finished dream: its source frame (H, W, 3) and residual (H, W, 3) float32
         (dream minus source). Ignored unless `index` is newer than the stored one. True if kept.
+
+        `start`: the warm start this dream began from (from `start_for`). When another dream was
+        stored after that start was made (several workers: frames k-1 and k in flight at once),
+        replacing it would drop its change, and the workers would each continue their own chain
+        of dreams: alternate frames drift apart and the output flickers. So the stored dream,
+        warped onto this frame, gets this dream's own change (`residual - start.residual`)
+        instead: one chain, whatever the number of workers.
         """
         if residual.ndim != 3 or residual.shape[2] != 3:
             raise ValueError(f"expected a residual (H, W, 3), got {residual.shape}")
         with self._lock:  # cheap early out before the copies below
-            if self._newest is not None and index <= self._newest[0]:
+            newest = self._newest
+            if newest is not None and index <= newest[0]:
                 return False
         h, w = residual.shape[:2]
         src = gray(source_rgb)
         if src.shape != (h, w):
             src = cv2.resize(src, (w, h), interpolation=cv2.INTER_AREA)
         res = np.array(residual, dtype=np.float32, copy=True)  # the caller may reuse its array
+        if (start is not None and start.residual is not None and newest is not None
+                and newest[0] != index - start.gap and start.residual.shape == res.shape):
+            carried = self.start_for(index, source_rgb)  # the newer stored dream, warped here
+            if carried.residual is not None and carried.residual.shape == res.shape:
+                res = carried.residual + (res - start.residual)
         with self._lock:  # check again: another thread may have stored a newer one meanwhile
             if self._newest is not None and index <= self._newest[0]:
                 return False

@@ -219,6 +219,28 @@ def test_warm_start_keeps_only_the_newest() -> None:
     assert warm.newest is None and warm.start_for(7, frame).residual is None
 
 
+@pytest.mark.parametrize("pass_starts", [True, False])
+def test_dreams_in_flight_at_once_add_their_changes_to_one_chain(pass_starts: bool) -> None:
+    # Two workers: frames 1 and 2 both start from frame 0's dream; 1 finishes first. Frame 2's
+    # dream must not replace frame 1's: the stored state gets frame 2's own change on top.
+    warm = WarmStart(decay=1.0)
+    frames = [crop(CANVAS, 2 * i, 0) for i in range(4)]  # the camera pans 2 px a frame
+    warm.update(0, frames[0], np.zeros((H, W, 3), np.float32))
+    s1, s2 = warm.start_for(1, frames[1]), warm.start_for(2, frames[2])
+    a = np.zeros((H, W, 3), np.float32)
+    a[:, : W // 2] = 6.0  # frame 1's dream changes the left half
+    b = np.zeros((H, W, 3), np.float32)
+    b[:, W // 2:] = 4.0  # frame 2's dream changes the right half
+    assert warm.update(1, frames[1], s1.residual + a, start=s1 if pass_starts else None)
+    assert warm.update(2, frames[2], s2.residual + b, start=s2 if pass_starts else None)
+    got = interior(warm.start_for(3, frames[3]).residual)
+    left, right = got[:, :36], got[:, 60:]  # away from the halves' border, which moved
+    if pass_starts:  # both changes kept (frame 1's moved with the scene: 4 px over 2 frames)
+        assert np.allclose(left, 6.0, atol=0.7) and np.allclose(right, 4.0, atol=0.7)
+    else:  # without the starts the newest dream replaces the other: frame 1's change is lost
+        assert np.allclose(left, 0.0, atol=0.7)
+
+
 def test_warm_start_copies_the_residual() -> None:
     warm = WarmStart(decay=1.0)
     frame, residual = crop(CANVAS, 0, 0), np.full((H, W, 3), 10.0, np.float32)

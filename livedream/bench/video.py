@@ -188,6 +188,7 @@ def same_frames(plan: Plan, clip: Clip, name: str, dreamers: list[Dreamer],
         "strength_common_scale": round(_strength(judge, out, rgb, common), 3), "common_scale": list(common),
         "flicker": round(flicker / base, 3), "warping_error": round(flicker, 3),
         "input_warping_error": round(base, 3),
+        "cold_starts": report["cold_starts"],  # a scene cut in the window jumps the flicker
         "busy_seconds": report["busy_seconds"], "busy_share": _share(report),
         "wall_seconds": report["wall_seconds"],
     }
