@@ -291,6 +291,14 @@ def test_usage_errors_are_one_line_and_exit_2(capfd):
     assert "usage" not in err
 
 
+def test_help_and_usage_errors_do_not_wait_for_torch():
+    # Every subcommand's parser is built without importing torch (a ~2 s import).
+    code = ("import sys; from livedream.cli import build_parser; build_parser().parse_args(['layers']); "
+            "print('torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "False", r.stderr
+
+
 def test_usage_errors_start_like_every_other_error(capfd):
     with pytest.raises(SystemExit):
         main(["image", str(SAMPLE), "-o", "x.jpg", "--iters", "abc"])

@@ -304,7 +304,7 @@ def test_mjpeg_endpoint_serves_dreamed_jpegs_to_a_real_http_client(cfg, dreamers
         source = smooth_camera(128, 96)  # JPEG keeps it within ~1 level: the dream stands out
         stop = threading.Event()
         threading.Thread(target=lambda: (wait_for(lambda: len(jpegs) >= 6), stop.set())).start()
-        bold = cfg.replace(strength=2.0)  # twice the dream: clearly above JPEG's loss
+        bold = cfg.replace(strength=2.0, cold_iters=3)  # clearly above JPEG's loss from the first frame
         result = run_live(source, [broadcast, sink], bold, dreamers=list(dreamers), seconds=30, stop=stop)
         reader.join(timeout=5)
         assert result.stopped_by == "stop"

@@ -10,16 +10,20 @@ finished), `job` (the driver), `local` / `ray_engine` / `inline` (where tasks ru
 `RayEngine` needs the optional `ray` package; it is imported from `livedream.farm.ray_engine`.
 """
 
-from livedream.farm.chunk import ChunkResult, ChunkTask, dream_chunk
-from livedream.farm.engine import Engine, Outcome
-from livedream.farm.errors import ChunkError, EngineUnavailable, FarmError
-from livedream.farm.faults import Fault
-from livedream.farm.inline import InlineEngine
-from livedream.farm.job import BatchOptions, BatchSummary, FileReport, run_batch
-from livedream.farm.join import JoinResult, Part, join_chunks
-from livedream.farm.local import LocalEngine
-from livedream.farm.manifest import MANIFEST_NAME, Manifest
-from livedream.farm.plan import Chunk, FilePlan, plan_file
+import importlib
+
+# Imported on first use: `livedream batch --help` (which imports livedream.farm.cli, and so this
+# package) should not wait for torch.
+_WHERE = {
+    "ChunkResult": "chunk", "ChunkTask": "chunk", "dream_chunk": "chunk",
+    "Engine": "engine", "Outcome": "engine",
+    "ChunkError": "errors", "EngineUnavailable": "errors", "FarmError": "errors",
+    "Fault": "faults", "InlineEngine": "inline",
+    "BatchOptions": "job", "BatchSummary": "job", "FileReport": "job", "run_batch": "job",
+    "JoinResult": "join", "Part": "join", "join_chunks": "join",
+    "LocalEngine": "local", "MANIFEST_NAME": "manifest", "Manifest": "manifest",
+    "Chunk": "plan", "FilePlan": "plan", "plan_file": "plan",
+}
 
 __all__ = [
     "BatchOptions", "BatchSummary", "FileReport", "run_batch",
@@ -28,3 +32,11 @@ __all__ = [
     "Part", "JoinResult", "join_chunks", "Manifest", "MANIFEST_NAME", "Fault",
     "FarmError", "ChunkError", "EngineUnavailable",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f"livedream.farm.{_WHERE[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'livedream.farm' has no attribute {name!r}")
