@@ -131,3 +131,8 @@ def test_auto_devices_are_cpu_replicas_sharing_the_threads(monkeypatch):
     assert devices.worker_threads(("cpu", "cpu"), budget=1) == 1
     with pytest.raises(ConfigError):
         resolve_devices(("auto", "cpu"))
+    # With CUDA: every GPU, one replica each (the logic only; no GPU is needed to check it).
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_devices(("auto",), budget=2) == ("cuda:0", "cuda:1")
+    assert devices.worker_threads(("cuda:0", "cuda:1", "cpu"), budget=4) == 4
