@@ -15,10 +15,9 @@ import os
 # cores they need: dreams ran 3-6x slower under load here. Set before torch is imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import importlib  # noqa: E402
-
 from livedream.config import PRESETS, ConfigError, DreamConfig, preset  # noqa: E402
 from livedream.errors import InputError, LivedreamError, OutputError  # noqa: E402
+from livedream.lazy import lazy_attributes  # noqa: E402
 
 __all__ = [
     "DreamConfig", "Dreamer", "PRESETS", "preset", "to_tensor", "to_image", "MODELS",
@@ -26,15 +25,7 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-# The names that need torch are imported on first use, so `livedream --help` and a bad
-# argument answer without the ~2 s torch import.
-_LAZY = {"Dreamer": "livedream.dream", "to_image": "livedream.dream", "to_tensor": "livedream.dream",
-         "MODELS": "livedream.models", "ModelError": "livedream.models"}
-
-
-def __getattr__(name: str) -> object:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'livedream' has no attribute {name!r}")
+# The names that need torch are imported on first use (livedream.lazy).
+__getattr__ = lazy_attributes(__name__, {
+    "Dreamer": "livedream.dream", "to_image": "livedream.dream", "to_tensor": "livedream.dream",
+    "MODELS": "livedream.models", "ModelError": "livedream.models"})

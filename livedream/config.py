@@ -78,6 +78,13 @@ def preset(name: str, base: DreamConfig | None = None, **overrides: object) -> D
     return (base or DreamConfig()).replace(**values)
 
 
+def check_channel(channel: int | None, layer: str, count: int, name: str = "channel") -> None:
+    """ConfigError unless `channel` is None or one of the `count` channels of `layer`."""
+    if channel is not None and not 0 <= channel < count:
+        raise ConfigError(f"{name} {channel} out of range: layer {layer} has {count} channels "
+                          f"(0..{count - 1})")
+
+
 def load_presets(path: str) -> dict[str, dict[str, object]]:
     """User presets from a TOML file: one table per preset, keys named like DreamConfig fields."""
     try:

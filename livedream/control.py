@@ -11,7 +11,7 @@ import functools
 import threading
 from collections.abc import Callable
 
-from livedream.config import VIDEO_PRESETS, ConfigError, VideoConfig, video_preset
+from livedream.config import VIDEO_PRESETS, ConfigError, VideoConfig, check_channel, video_preset
 
 __all__ = ["Control", "STEERABLE"]
 
@@ -85,36 +85,20 @@ class Control:
             self._listeners.append(listener)
 
 
-_ARCH_LOCK = threading.Lock()
-
-
 def check_layer(cfg: VideoConfig) -> None:
     """ConfigError unless the layer exists in the network and the channel is in its range, so a
     bad value from a key or a request is refused here instead of stopping the running dream."""
-    from livedream.models import ModelError
-
+    table = _layer_table(cfg.dream.model)
     layer = cfg.dream.layers[0] if cfg.dream.layers else None
-    with _ARCH_LOCK:  # the shared bare network may run a tiny forward pass (channels of a path)
-        try:
-            net = _architecture(cfg.dream.model)
-            path = net.resolve(layer or _default_layer(cfg.dream.model))
-        except ModelError as e:
-            raise ConfigError(str(e)) from None
-        count = net.channels(path)
-    channel = cfg.dream.channel
-    if channel is not None and not 0 <= channel < count:
-        raise ConfigError(f"channel {channel} out of range: layer {layer or path} has {count} "
-                              f"channels (0..{count - 1})")
+    try:
+        count = table.channels(layer)
+    except ValueError as e:  # ModelError included: an unknown layer, with the valid names
+        raise ConfigError(str(e)) from None
+    check_channel(cfg.dream.channel, table.name(table.resolve(layer)), count)
 
 
 @functools.cache
-def _architecture(model: str):  # noqa: ANN202 - a DreamNet; imported lazily (torch)
-    from livedream.models import model_spec
+def _layer_table(model: str):  # noqa: ANN202 - a LayerTable; imported here, as it needs torch
+    from livedream.models.layer_table import LayerTable
 
-    return model_spec(model).arch()
-
-
-def _default_layer(model: str) -> str:
-    from livedream.models import model_spec
-
-    return model_spec(model).default_layer
+    return LayerTable(model)

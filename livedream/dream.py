@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from livedream.config import ConfigError, DreamConfig
+from livedream.config import ConfigError, DreamConfig, check_channel
 from livedream.devices import autocast, choose_precision, keep_freed_memory, parse_device
 from livedream.models import DreamNet, load_model, model_spec
 
@@ -103,11 +103,7 @@ class Dreamer:
         for name in _FIXED:
             if getattr(cfg, name) != getattr(self.cfg, name):
                 raise ConfigError(f"{name} differs from this Dreamer's; build a new Dreamer for it")
-        if cfg.channel is not None and cfg.channel >= self.channels:
-            raise ConfigError(
-                f"channel {cfg.channel} out of range: layer {self.paths[0]} has "
-                f"{self.channels} channels (0..{self.channels - 1})"
-            )
+        check_channel(cfg.channel, self.paths[0], self.channels)
 
     def _step(self, img: torch.Tensor, cfg: DreamConfig, gen: torch.Generator) -> torch.Tensor:
         """One gradient-ascent step: jitter, normalised gradient, step, undo jitter, clamp."""

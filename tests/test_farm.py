@@ -287,12 +287,14 @@ def test_corrupt_file_among_good_ones_is_named_and_exits_non_zero(tmp_path, caps
     assert f"livedream: error: 1 of 3 files failed: {indir / 'b.avi'}" in err
 
 
-def test_local_worker_killed_mid_job_is_replaced_and_the_output_is_whole(tmp_path):
+def assert_whole_after_a_worker_dies(tmp_path, engine):
+    """Dream a 3-chunk clip on `engine` while the worker on chunk 1 exits after 3 frames: the
+    fault fired, and the output still has every frame time and the sound of the input."""
     src = make_keyed_clip(tmp_path / "in.mp4", frames=36, gop=12)
     outdir = tmp_path / "out"
     outdir.mkdir()
     marker = tmp_path / "fired"
-    with LocalEngine(workers=2) as engine:
+    with engine:
         summary = run_batch([(str(src), str(outdir / "in.mp4"))], cfg(), engine,
                             BatchOptions(chunk_seconds=0.5, warmup=4, progress=False),
                             fault=Fault("in.mp4", 1, str(marker), action="exit", after=3))
@@ -300,6 +302,10 @@ def test_local_worker_killed_mid_job_is_replaced_and_the_output_is_whole(tmp_pat
     assert summary.files[0].status == "done", summary.files[0].error
     a, b = probe(src), probe(outdir / "in.mp4")
     assert b["times"] == a["times"] and b["audio"] == a["audio"]
+
+
+def test_local_worker_killed_mid_job_is_replaced_and_the_output_is_whole(tmp_path):
+    assert_whole_after_a_worker_dies(tmp_path, LocalEngine(workers=2))
 
 
 def test_ray_engine_missing_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
@@ -346,18 +352,7 @@ def test_ray_gives_the_same_outputs_as_local(tmp_path, ray_cluster):
 def test_ray_worker_killed_mid_job_still_completes(tmp_path, ray_cluster):
     from livedream.farm.ray_engine import RayEngine
 
-    src = make_keyed_clip(tmp_path / "in.mp4", frames=36, gop=12)
-    outdir = tmp_path / "out"
-    outdir.mkdir()
-    marker = tmp_path / "fired"
-    with RayEngine(retries=2) as engine:
-        summary = run_batch([(str(src), str(outdir / "in.mp4"))], cfg(), engine,
-                            BatchOptions(chunk_seconds=0.5, warmup=4, progress=False),
-                            fault=Fault("in.mp4", 1, str(marker), action="exit", after=3))
-    assert marker.exists()
-    assert summary.files[0].status == "done", summary.files[0].error
-    a, b = probe(src), probe(outdir / "in.mp4")
-    assert b["times"] == a["times"] and b["audio"] == a["audio"]
+    assert_whole_after_a_worker_dies(tmp_path, RayEngine(retries=2))
 
 
 def test_ray_workers_load_the_model_once_and_stream_results(tmp_path, ray_cluster):

@@ -18,9 +18,9 @@ import pytest
 
 from livedream.config import ConfigError
 from livedream.io.sources import SyntheticSource
+from livedream.models.layer_table import LayerTable
 from livedream.server.app import Service
 from livedream.server.engine import ImageEngine
-from livedream.server.layers import LayerTable
 from livedream.server.runner import ServerThread
 from livedream.server.settings import TOKEN_ENV, ServerSettings
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["to_markdown", "write_plots", "headline"]
 
@@ -265,12 +266,7 @@ def write_plots(data: dict, folder: str) -> list[str] | str:
         ax.set(xscale="log", yscale="log", xlabel="megapixels", ylabel="seconds per image",
                title=f"classic ({', '.join(sorted(params))}) on {cpu}")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-        path = os.path.join(folder, "bench_seconds_vs_resolution.png")
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(plt, fig, ax, os.path.join(folder, "bench_seconds_vs_resolution.png")))
     rows = data.get("video", {}).get("iters", [])
     if rows:
         fig, ax = plt.subplots(figsize=(6.4, 4.4))
@@ -280,10 +276,14 @@ def write_plots(data: dict, folder: str) -> list[str] | str:
         ax.set(xlabel="iterations per frame", ylabel="frames per second", ylim=(0, None),
                title="fps vs iterations per frame")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
-        path = os.path.join(folder, "bench_fps_vs_iters.png")
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(plt, fig, ax, os.path.join(folder, "bench_fps_vs_iters.png")))
     return written
+
+
+def _save(plt: Any, fig: Any, ax: Any, path: str) -> str:
+    """Add the legend, write `fig` to `path` as PNG, free it; the path."""
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -10,10 +10,10 @@ finished), `job` (the driver), `local` / `ray_engine` / `inline` (where tasks ru
 `RayEngine` needs the optional `ray` package; it is imported from `livedream.farm.ray_engine`.
 """
 
-import importlib
+from livedream.lazy import lazy_attributes
 
-# Imported on first use: `livedream batch --help` (which imports livedream.farm.cli, and so this
-# package) should not wait for torch.
+# Imported on first use (livedream.lazy): `livedream batch --help` imports livedream.farm.cli,
+# and so this package.
 _WHERE = {
     "ChunkResult": "chunk", "ChunkTask": "chunk", "dream_chunk": "chunk",
     "Engine": "engine", "Outcome": "engine",
@@ -34,9 +34,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    if name in _WHERE:
-        value = getattr(importlib.import_module(f"livedream.farm.{_WHERE[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'livedream.farm' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, {name: f"livedream.farm.{module}" for name, module in _WHERE.items()})

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 import zlib
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from livedream.errors import InputError, OutputError
+from livedream.io.files import create_temp
 
 __all__ = [
     "IMAGE_EXTENSIONS", "MAX_PIXELS", "decode_image", "encode_image", "read_image",
@@ -102,24 +103,13 @@ def check_image_file(path: str) -> None:
         raise InputError(f"{path} is not an image this tool can read")
 
 
-def _read_umask() -> int:
-    umask = os.umask(0)  # the only way to read it is to set it: done once, at import
-    os.umask(umask)
-    return umask
-
-
-_FILE_MODE = 0o666 & ~_read_umask()  # what open() would give a new file
-
-
 def atomic_write(path: str, data: bytes) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".part", dir=folder)
+        tmp = create_temp(Path(os.path.abspath(path)))
     except OSError as e:
         raise OutputError(f"cannot write {path}: {e.strerror}") from e
     try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), _FILE_MODE)  # mkstemp makes 0600; a plain file gets 0666 & ~umask
+        with open(tmp, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
     except OSError as e:

@@ -24,7 +24,6 @@ import errno
 import heapq
 import itertools
 import os
-import secrets
 import warnings
 from collections import deque
 from collections.abc import Generator, Iterator
@@ -38,6 +37,7 @@ import cv2
 import numpy as np
 
 from livedream.errors import InputError, OutputError
+from livedream.io.files import create_temp
 
 __all__ = ["VideoInfo", "VideoFrame", "VideoReader", "VideoWriter", "AudioCopy", "open_output",
            "reserve_temp", "os_reason"]
@@ -489,7 +489,7 @@ def open_output(temp: Path, path: Path, metadata: dict[str, str]) -> av.containe
 
 
 def reserve_temp(path: Path) -> Path:
-    """Create `.<stem>.part-<random><ext>` next to `path` (same file system: atomic rename)."""
+    """`files.create_temp(path)`, after checking the folder; OutputError saying why not."""
     folder = path.parent
     if path.is_dir():
         raise OutputError(f"output path is a folder, expected a file name: {path}")
@@ -497,12 +497,10 @@ def reserve_temp(path: Path) -> Path:
         raise OutputError(f"output folder does not exist: {folder}")
     if not folder.is_dir():
         raise OutputError(f"output folder is not a folder: {folder}")
-    temp = folder / f".{path.stem}.part-{secrets.token_hex(4)}{path.suffix}"
-    try:  # O_EXCL: never clobber; mode 0o666 minus the umask, like any new file
-        os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    try:
+        return create_temp(path)
     except OSError as error:
         raise OutputError(f"cannot write in {folder} ({os_reason(error)})") from error
-    return temp
 
 
 def os_reason(error: BaseException) -> str:

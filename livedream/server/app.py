@@ -41,10 +41,10 @@ from starlette.routing import Route
 from livedream.config import PRESETS, VIDEO_PRESETS, ConfigError, video_preset
 from livedream.control import Control
 from livedream.io.images import encode_image
+from livedream.models.layer_table import LayerTable
 from livedream.pipeline import Frame
 from livedream.server.engine import ImageEngine
 from livedream.server.guard import Guard
-from livedream.server.layers import LayerTable
 from livedream.server.params import DreamRequest, parse_dream_fields, parse_live_changes
 from livedream.server.settings import ServerSettings
 from livedream.server.stream import BOUNDARY, LiveStream, mjpeg_part

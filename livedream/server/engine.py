@@ -24,7 +24,7 @@ import torch
 
 from livedream.config import DreamConfig
 from livedream.dream import Dreamer, to_tensor
-from livedream.server.layers import LayerTable
+from livedream.models.layer_table import LayerTable
 from livedream.server.params import DreamRequest
 
 __all__ = ["ImageEngine", "LockedDreamer", "DreamLock"]

@@ -13,8 +13,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from livedream.config import PRESETS, VIDEO_PRESETS, DreamConfig
-from livedream.server.layers import LayerTable
+from livedream.config import PRESETS, VIDEO_PRESETS, ConfigError, DreamConfig, check_channel
+from livedream.models.layer_table import LayerTable
 from livedream.server.settings import ServerSettings
 from livedream.server.uploads import HTTPProblem
 
@@ -186,7 +186,8 @@ def _channel_value(name: str, channel: int, layer: str, layers: LayerTable) -> i
         count = layers.channels(layer)
     except ValueError as e:
         raise HTTPProblem(400, str(e)) from None
-    if channel >= count:
-        raise HTTPProblem(400, f"{name} {channel} out of range: layer {layers.name(layers.resolve(layer))} "
-                               f"has {count} channels (0..{count - 1})")
+    try:
+        check_channel(channel, layers.name(layers.resolve(layer)), count, name)
+    except ConfigError as e:
+        raise HTTPProblem(400, str(e)) from None
     return channel

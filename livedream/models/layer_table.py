@@ -1,4 +1,5 @@
-"""The served model's layers and their channel counts, for listing and for checking requests."""
+"""A model's layers and their channel counts, for listing and for checking requests (the app, live
+steering)."""
 
 from __future__ import annotations
 
