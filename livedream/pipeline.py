@@ -52,6 +52,7 @@ class Frame:
     residual: np.ndarray | None = None  # (h, w, 3) float32, dream minus small
     out: np.ndarray | None = None  # (H, W, 3) uint8, the dreamed frame
     cut: bool = False  # dreamed from a cold start (first frame or scene cut)
+    seq: int = -1  # position in this run's stream, 0, 1, 2 ... (set by the pipeline)
 
 
 class Sink(Protocol):
@@ -178,7 +179,11 @@ class Pipeline:
         self.control = control or Control(cfg)
         cfg = self.control.config
         self.stop_event = threading.Event()
-        self.warm = WarmStart(decay=cfg.decay)
+        # Files: each frame starts from the chain's state a fixed number of frames back (the
+        # frames in flight at once), so the output does not depend on the workers' timing.
+        # Live: from the newest finished dream (frames are dropped; latency first).
+        lag = None if live else len(dreamers) * max(1, cfg.batch)
+        self.warm = WarmStart(decay=cfg.decay, lag=lag)
         size = 1 if live else queue_size
         mk = lambda name, n: _Queue(name, n, not live, self.stop_event)  # noqa: E731
         self.q_pre = mk("preprocess", size)
@@ -201,6 +206,7 @@ class Pipeline:
 
     def stop(self) -> None:
         self.stop_event.set()
+        self.warm.abort()
 
     def run(self) -> PipelineReport:
         """Run to the end of the stream, a stop or a failure. Ctrl-C stops it and returns."""
@@ -260,6 +266,7 @@ class Pipeline:
                 break
             if self._first_index is None:
                 self._first_index = frame.index
+            frame.seq = self.report.frames_in
             self.report.frames_in += 1
             self.q_pre.put(frame)
         self.q_pre.put(_END)
@@ -327,7 +334,7 @@ class Pipeline:
         starts, cold, warm_starts = [], [], {}
         for frame in batch:
             small = frame.small.astype(np.float32)  # type: ignore[union-attr]
-            start = self.warm.start_for(frame.index, frame.small) if cfg.warm else None
+            start = self.warm.start_for(self._chain_index(frame), frame.small) if cfg.warm else None
             warm_starts[frame.index] = start
             if start is None or start.residual is None:
                 frame.cut = True
@@ -350,11 +357,19 @@ class Pipeline:
             for j, k in enumerate(group):
                 frame = batch[k]
                 frame.residual = out[j] - frame.small.astype(np.float32)  # type: ignore[union-attr]
-        newest = max(batch, key=lambda f: f.index)
-        if cfg.warm:
-            self.warm.update(newest.index, newest.small, newest.residual,  # type: ignore[arg-type]
-                             start=warm_starts[newest.index])
-        self.report.cold_starts += sum(cold)
+        if cfg.warm:  # ordered: every frame in order (each waits for the one before); live: the newest
+            by_index = sorted(batch, key=lambda f: f.index)
+            stored = by_index if self.warm.lag else by_index[-1:]
+            for frame in stored:
+                self.warm.update(self._chain_index(frame), frame.small, frame.residual,  # type: ignore[arg-type]
+                                 start=warm_starts[frame.index])
+        with self._lock:
+            self.report.cold_starts += sum(cold)
+
+    def _chain_index(self, frame: Frame) -> int:
+        """The frame's place in the warm-start chain: its position in the run (ordered mode,
+        no gaps) or its source index (live: newer frames have higher ones)."""
+        return frame.seq if self.warm.lag else frame.index
 
     def _postprocess(self) -> None:
         ends, pending, next_index = 0, [], None

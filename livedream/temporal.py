@@ -186,11 +186,25 @@ class Start:
 
 
 class WarmStart:
-    """Holds the newest finished dream and turns it into warm starts for later frames.
+    """Holds finished dreams and turns them into warm starts for later frames. Two modes:
 
-    Thread-safe: `update` and `start_for` may be called from any threads. The stored state is
-    swapped under a lock and never modified in place; the flow runs outside the lock, on one
-    DIS instance per thread, so several dream workers can compute their starts in parallel.
+    - newest (`lag=None`, live): a frame starts from the newest dream stored so far, whichever
+      worker finished it; frames may be dropped, so indices may skip.
+    - ordered (`lag=L`, files): indices are 0, 1, 2, ... with none missing, and frame k starts
+      from the chain's state at frame k - L (cold before L), waiting for it if need be. With L
+      = the frames in flight at once (workers x batch), every start is a function of the frames
+      alone, not of which worker finished first: the same input gives the same output.
+
+    The chain: a dream that did not start from the stored state just before it (several workers:
+    frames k-1 and k in flight at once) must not replace that state, or the workers would each
+    continue their own chain of dreams: alternate frames drift apart and the output flickers.
+    So the state before it, warped onto its frame, gets its own change (dream minus its warm
+    start) instead: one chain, whatever the number of workers. In ordered mode each state is
+    published in index order (`update` waits for the one before).
+
+    Thread-safe: `update` and `start_for` may be called from any threads. States are swapped
+    under a lock and never modified in place; the flow runs outside the lock, on one DIS instance
+    per thread, so several dream workers can compute their starts in parallel.
 
     The decay is applied once per feedback step (not per frame of gap). Bilinear warping and a
     mask <= 1 never increase the largest |value|, so if each dream adds at most A to its warm
@@ -198,14 +212,19 @@ class WarmStart:
     """
 
     def __init__(self, decay: float = 0.9, cut_threshold: float = _CUT_THRESHOLD,
-                 flow_scale: float = 1.0) -> None:
+                 flow_scale: float = 1.0, *, lag: int | None = None) -> None:
+        if lag is not None and lag < 1:
+            raise ValueError(f"lag must be >= 1, got {lag}")
         self.decay = decay
         self.cut_threshold = cut_threshold
         self.flow_scale = flow_scale
-        self._lock = threading.Lock()
+        self.lag = lag
+        self._cond = threading.Condition()
+        self._aborted = False
         self._local = threading.local()  # .flow: this thread's Flow
-        # The newest dream: (index, source grey (H, W) uint8, residual (H, W, 3) float32).
-        self._newest: tuple[int, np.ndarray, np.ndarray] | None = None
+        # Stored dreams: index -> (source grey (H, W) uint8, residual (H, W, 3) float32). Newest
+        # mode keeps one; ordered mode the last lag + 1.
+        self._states: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     @property
     def decay(self) -> float:
@@ -219,61 +238,96 @@ class WarmStart:
 
     @property
     def newest(self) -> int | None:
-        """The index of the stored dream, None when there is none."""
-        newest = self._newest
-        return None if newest is None else newest[0]
+        """The index of the newest stored dream, None when there is none."""
+        with self._cond:
+            return max(self._states, default=None)
 
     def reset(self) -> None:
-        """Forget the stored dream (a new source, a seek): the next frame starts cold."""
-        with self._lock:
-            self._newest = None
+        """Forget the stored dreams (a new source, a seek): the next frame starts cold."""
+        with self._cond:
+            self._states = {}
+
+    def abort(self) -> None:
+        """Wake every waiting call (the run is stopping): they return cold starts, store nothing."""
+        with self._cond:
+            self._aborted = True
+            self._cond.notify_all()
 
     def update(self, index: int, source_rgb: np.ndarray, residual: np.ndarray,
                start: Start | None = None) -> bool:
         """Store a finished dream: its source frame (H, W, 3) and residual (H, W, 3) float32
-        (dream minus source). Ignored unless `index` is newer than the stored one. True if kept.
-
-        `start`: the warm start this dream began from (from `start_for`). When another dream was
-        stored after that start was made (several workers: frames k-1 and k in flight at once),
-        replacing it would drop its change, and the workers would each continue their own chain
-        of dreams: alternate frames drift apart and the output flickers. So the stored dream,
-        warped onto this frame, gets this dream's own change (`residual - start.residual`)
-        instead: one chain, whatever the number of workers.
-        """
+        (dream minus source); `start`: the warm start it began from (from `start_for`). True if
+        kept. Newest mode ignores a dream older than the stored one; ordered mode waits until
+        the dream before `index` is stored, then stores this one."""
         if residual.ndim != 3 or residual.shape[2] != 3:
             raise ValueError(f"expected a residual (H, W, 3), got {residual.shape}")
-        with self._lock:  # cheap early out before the copies below
-            newest = self._newest
-            if newest is not None and index <= newest[0]:
+        if self.lag is None:
+            with self._cond:  # cheap early out before the copies below
+                newest = max(self._states, default=None)
+            if newest is not None and index <= newest:
+                return False
+            before = newest
+        else:
+            before = index - 1 if index > 0 else None
+            if before is not None and not self._wait_for(before):
                 return False
         h, w = residual.shape[:2]
         src = gray(source_rgb)
         if src.shape != (h, w):
             src = cv2.resize(src, (w, h), interpolation=cv2.INTER_AREA)
         res = np.array(residual, dtype=np.float32, copy=True)  # the caller may reuse its array
-        if (start is not None and start.residual is not None and newest is not None
-                and newest[0] != index - start.gap and start.residual.shape == res.shape):
-            carried = self.start_for(index, source_rgb)  # the newer stored dream, warped here
+        warm = start is not None and start.residual is not None and start.residual.shape == res.shape
+        if warm and before is not None and before != index - start.gap:  # type: ignore[union-attr]
+            carried = self._start_from(before, source_rgb)  # the dream before, warped here
             if carried.residual is not None and carried.residual.shape == res.shape:
-                res = carried.residual + (res - start.residual)
-        with self._lock:  # check again: another thread may have stored a newer one meanwhile
-            if self._newest is not None and index <= self._newest[0]:
-                return False
-            self._newest = (index, src, res)
+                res = carried.residual + (res - start.residual)  # type: ignore[union-attr]
+        with self._cond:
+            if self.lag is None:
+                newest = max(self._states, default=None)
+                if newest is not None and index <= newest:  # another thread stored a newer one
+                    return False
+                self._states = {index: (src, res)}
+            else:
+                states = {i: v for i, v in self._states.items() if i > index - 1 - self.lag}
+                states[index] = (src, res)
+                self._states = states
+                self._cond.notify_all()
         return True
 
     def start_for(self, index: int, rgb: np.ndarray) -> Start:
         """The warm start for frame `index` whose image (at dream size) is `rgb` (H, W, 3).
 
         Returns the stored residual warped onto `rgb`, times the occlusion mask and the decay,
-        at `rgb`'s size. `residual` is None (cold start) when nothing is stored yet or at a
-        scene cut (then `cut` is True). `gap` may be <= 0 if the stored dream is not older.
+        at `rgb`'s size. `residual` is None (cold start) when nothing is stored yet (ordered
+        mode: before frame `lag`) or at a scene cut (then `cut` is True). `gap` may be <= 0 in
+        newest mode if the stored dream is not older.
         """
-        with self._lock:
-            newest = self._newest
-        if newest is None:
+        if self.lag is None:
+            with self._cond:
+                ref = max(self._states, default=None)
+        else:
+            ref = index - self.lag
+            if ref < 0 or not self._wait_for(ref):
+                return Start(None)
+        if ref is None:
             return Start(None)
-        stored_index, prev, residual = newest
+        start = self._start_from(ref, rgb)
+        return Start(start.residual, start.cut, index - ref, start.valid)
+
+    # -- inside ---------------------------------------------------------------------------------
+    def _wait_for(self, index: int) -> bool:
+        """Wait until the state of `index` is stored; False when aborted."""
+        with self._cond:
+            self._cond.wait_for(lambda: index in self._states or self._aborted)
+            return not self._aborted
+
+    def _start_from(self, ref: int, rgb: np.ndarray) -> Start:
+        """The stored state of frame `ref` warped onto `rgb`, masked and decayed (gap unset)."""
+        with self._cond:
+            state = self._states.get(ref)
+        if state is None:  # reset meanwhile
+            return Start(None)
+        prev, residual = state
         curr = gray(rgb)
         h, w = curr.shape
         if prev.shape != (h, w):  # the dream size changed: bring the stored dream to it
@@ -283,13 +337,12 @@ class WarmStart:
         coords = _coords(flow)
         mask = _mask(curr, prev, coords, _MASK_LOW, _MASK_HIGH)  # (H, W)
         valid = float(mask.mean())
-        gap = index - stored_index
         if valid < self.cut_threshold:
-            return Start(None, cut=True, gap=gap, valid=valid)
+            return Start(None, cut=True, valid=valid)
         mask *= self.decay
         start = _remap(residual, coords)  # (H, W, 3)
         start = cv2.multiply(start, cv2.merge([mask, mask, mask]))  # ~6x numpy's broadcast
-        return Start(start, cut=False, gap=gap, valid=valid)
+        return Start(start, cut=False, valid=valid)
 
     def _flow(self) -> Flow:
         flow: Flow | None = getattr(self._local, "flow", None)

@@ -56,6 +56,22 @@ def test_keeps_frames_duration_and_audio(tmp_path):
     assert data["parameters"]["iters"] == "1"
 
 
+def test_two_default_runs_give_identical_files(tmp_path):
+    # Two replicas (one per core, the default) racing, and x264 on whatever CPU this is: the same
+    # input, settings and seed must give the same frames and the same stream, byte for byte.
+    src = make_clip(tmp_path / "in.mp4", width=96, height=64, frames=30, fps=24, audio=True)
+    outs = []
+    for name in ("a.mp4", "b.mp4"):
+        out = tmp_path / name
+        assert main(["video", str(src), "-o", str(out), *FAST, "--devices", "cpu,cpu"]) == 0
+        outs.append(out)
+    a, b = probe(outs[0]), probe(outs[1])
+    assert len(a["frames"]) == 30
+    assert all(np.array_equal(x, y) for x, y in zip(a["frames"], b["frames"], strict=True))
+    with av.open(str(outs[0])) as ca, av.open(str(outs[1])) as cb:
+        assert [bytes(p) for p in ca.demux(video=0)] == [bytes(p) for p in cb.demux(video=0)]
+
+
 def test_odd_size_without_audio_and_variable_frame_rate(tmp_path):
     src = make_clip(tmp_path / "odd.mkv", width=67, height=45, frames=16, fps=20, audio=False,
                     vfr=True)

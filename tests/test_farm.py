@@ -344,9 +344,10 @@ def test_ray_gives_the_same_outputs_as_local(tmp_path, ray_cluster):
     for clip in clips:
         a, b = outputs["ray"] / clip.name, outputs["inline"] / clip.name
         assert probe(a) == probe(b)
-        diff = max(np.abs(x.astype(int) - y.astype(int)).mean()
-                   for x, y in zip(decode(a), decode(b), strict=True))
-        assert diff < 0.5, f"{clip.name}: ray and local differ by {diff:.2f} levels"
+        # Both run each chunk on one thread of this machine: the same kernels, the same chain
+        # of warm starts, the same encoder, so the same pixels.
+        same = [np.array_equal(x, y) for x, y in zip(decode(a), decode(b), strict=True)]
+        assert all(same), f"{clip.name}: ray and local differ at frames {np.flatnonzero(~np.array(same))}"
 
 
 def test_ray_worker_killed_mid_job_still_completes(tmp_path, ray_cluster):

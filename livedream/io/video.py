@@ -21,6 +21,7 @@ Time conventions, shared by both classes:
 from __future__ import annotations
 
 import errno
+import functools
 import heapq
 import itertools
 import os
@@ -575,6 +576,8 @@ class VideoWriter:
         encoder_options = {"crf": str(crf)} if codec in _CRF_ENCODERS else {}
         if codec in ("libx264", "libx264rgb", "libx265"):
             encoder_options["preset"] = speed
+        if codec in ("libx264", "libx264rgb") and _cpu_has_avx512():
+            encoder_options["x264-params"] = "asm=AVX2"  # see _cpu_has_avx512
         stream = self._output.add_stream(codec, rate=self._rate, options=encoder_options)
         stream.width, stream.height = self.encoded_size
         stream.pix_fmt = pix_fmt
@@ -683,6 +686,22 @@ class VideoWriter:
                 pass  # already cleaned up; the original exception is the one to report
         else:
             self.abort()
+
+
+@functools.cache
+def _cpu_has_avx512() -> bool:
+    """True on CPUs with AVX-512, where libx264 must be kept to its AVX2 code.
+
+    Its AVX-512 code makes the output differ from run to run: the same frames encoded 16 times
+    in one process gave 4-10 different streams on an Intel Xeon (AVX-512, AMX), at 64x48 and at
+    320x240 alike, with libav's or OpenCV's colour conversion and with threads=1; with `asm=AVX2`
+    16 of 16 were identical. A dreamed file must be the same for the same input and seed, and
+    x264's AVX-512 kernels gain little. (numpy's own CPU feature table: no torch in io.)"""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:  # numpy < 2 or another layout: no cap, as before
+        return False
+    return bool(features.get("AVX512F")) and bool(features.get("AVX2"))
 
 
 def _to_av_frame(rgb: np.ndarray, pix_fmt: str) -> av.VideoFrame:
