@@ -75,7 +75,7 @@ class Dreamer:
         with torch.no_grad(), autocast(self.precision, self.device):
             x = x.to(self.device, torch.float32).contiguous(memory_format=torch.channels_last)
             acts = self.net.features(x, self.paths)
-            return self._objective(acts, cfg).float().cpu()
+            return self.objective(acts, cfg).float().cpu()
 
     def activations(self, x: torch.Tensor) -> torch.Tensor:
         """Per-channel mean activation (B, C) of the first layer, e.g. to compare channels."""
@@ -138,11 +138,11 @@ class Dreamer:
         x = img.detach().contiguous(memory_format=torch.channels_last).requires_grad_(True)
         with torch.enable_grad(), autocast(self.precision, self.device):
             acts = self.net.features(x, self.paths)
-            loss = self._objective(acts, cfg).sum()
+            loss = self.objective(acts, cfg).sum()
         (grad,) = torch.autograd.grad(loss, x)
         return grad.float()
 
-    def _objective(self, acts: dict[str, torch.Tensor], cfg: DreamConfig) -> torch.Tensor:
+    def objective(self, acts: dict[str, torch.Tensor], cfg: DreamConfig) -> torch.Tensor:
         """(B,) objective: guide features, one channel, or the weighted L2 energy of the layers."""
         first = acts[self.paths[0]].float()  # (B, C, h, w)
         if self._guide is not None:

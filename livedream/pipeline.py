@@ -26,33 +26,18 @@ import cv2
 import numpy as np
 import torch
 
-from livedream.config import VideoConfig
+from livedream.config import DreamConfig, VideoConfig
 from livedream.control import Control
 from livedream.devices import resolve_devices, worker_threads
 from livedream.dream import Dreamer
 from livedream.errors import LivedreamError
+from livedream.frame import Frame, compose, dream_size
 from livedream.temporal import WarmStart
 
-__all__ = ["Frame", "Sink", "Pipeline", "PipelineReport", "StageError", "dream_size", "build_dreamers"]
+__all__ = ["Sink", "Pipeline", "PipelineReport", "StageError", "build_dreamers"]
 
 _END = object()  # end-of-stream marker
 _POLL = 0.05  # seconds between checks of the stop event while waiting on a queue
-
-
-@dataclass
-class Frame:
-    """One frame on its way through the pipeline."""
-
-    index: int  # sequence number from the source, 0, 1, 2 ...
-    time: float  # presentation time in seconds
-    rgb: np.ndarray  # (H, W, 3) uint8 source frame
-    pts: int | None = None  # source timestamp in its stream's time base, if any
-    captured: float = field(default_factory=time.monotonic)  # when the source produced it
-    small: np.ndarray | None = None  # (h, w, 3) uint8, the frame at dream size
-    residual: np.ndarray | None = None  # (h, w, 3) float32, dream minus small
-    out: np.ndarray | None = None  # (H, W, 3) uint8, the dreamed frame
-    cut: bool = False  # dreamed from a cold start (first frame or scene cut)
-    seq: int = -1  # position in this run's stream, 0, 1, 2 ... (set by the pipeline)
 
 
 class Sink(Protocol):
@@ -98,13 +83,6 @@ class PipelineReport:
         }
 
 
-def dream_size(width: int, height: int, dream_width: int | None) -> tuple[int, int]:
-    """(w, h) to dream at: `dream_width` wide keeping the aspect, never larger than the frame."""
-    if dream_width is None or dream_width >= width:
-        return width, height
-    return dream_width, max(8, round(height * dream_width / width))
-
-
 def build_dreamers(cfg: VideoConfig) -> list[Dreamer]:
     """One model replica per device in `cfg.devices` (repeats allowed: `cpu,cpu`; `auto`: see
     `devices.resolve_devices`)."""
@@ -112,13 +90,15 @@ def build_dreamers(cfg: VideoConfig) -> list[Dreamer]:
 
 
 class _Queue:
-    """A bounded queue with a policy, a high-water mark and a drop count."""
+    """A bounded queue with a policy, a high-water mark and a drop count (both safe to update
+    from several producers)."""
 
     def __init__(self, name: str, size: int, lossless: bool, stop: threading.Event) -> None:
         self.name, self.lossless, self.stop = name, lossless, stop
         self.q: queue.Queue[object] = queue.Queue(maxsize=size)
         self.high_water = 0
         self.dropped = 0
+        self._lock = threading.Lock()
 
     def put(self, item: object) -> None:
         if item is _END or self.lossless:
@@ -129,20 +109,31 @@ class _Queue:
                 except queue.Full:
                     continue
         else:
+            self._put_newest(item)
+        with self._lock:
+            self.high_water = max(self.high_water, self.q.qsize())
+
+    def _put_newest(self, item: object) -> None:
+        """Put `item`, dropping the oldest frame (never an end marker) while the queue is full."""
+        while True:
+            try:
+                self.q.put_nowait(item)
+                return
+            except queue.Full:
+                pass
+            ends = []  # end markers met on the way to the oldest frame: they stay
             while True:
                 try:
-                    self.q.put_nowait(item)
+                    old = self.q.get_nowait()
+                except queue.Empty:
                     break
-                except queue.Full:
-                    try:
-                        old = self.q.get_nowait()
-                    except queue.Empty:
-                        continue
-                    if old is _END:  # never drop the end marker
-                        self.q.put(old)
-                        return
-                    self.dropped += 1
-        self.high_water = max(self.high_water, self.q.qsize())
+                if old is not _END:
+                    with self._lock:
+                        self.dropped += 1
+                    break
+                ends.append(old)
+            for end in ends:
+                self.q.put_nowait(end)  # room: as many items were taken out
 
     def get(self) -> object:
         """The next item, or _END once the stop event is set."""
@@ -163,20 +154,21 @@ class _Queue:
 class Pipeline:
     """Runs `frames` through the dream and into `sinks`. One use: build, `run()`, done.
 
-    `dreamers`: one per device (see `build_dreamers`). Parameters may change while running
-    through `control` (live steering): each dream worker reads it before each batch, and builds
-    a new model replica when the network itself changes (another layer).
+    `cfg`: the parameters, or a `Control` holding them, through which they may change while
+    running (live steering): each dream worker reads them before each batch. `dreamers`: one per
+    device (see `build_dreamers`). When the network itself changes (another layer), a worker gets
+    its new replica from `dreamer_for(config)` (default: a new Dreamer), in its own thread.
     """
 
-    def __init__(self, frames: Iterable[Frame], sinks: list[Sink], cfg: VideoConfig,
+    def __init__(self, frames: Iterable[Frame], sinks: list[Sink], cfg: VideoConfig | Control,
                  dreamers: list[Dreamer], *, live: bool = False, queue_size: int = 4,
                  on_frame: Callable[[Frame], None] | None = None,
-                 control: Control | None = None) -> None:
+                 dreamer_for: Callable[[DreamConfig], Dreamer] = Dreamer) -> None:
         if not dreamers:
             raise ValueError("at least one Dreamer is needed")
         self.frames, self.sinks, self.dreamers = frames, sinks, dreamers
-        self.live, self.on_frame = live, on_frame
-        self.control = control or Control(cfg)
+        self.live, self.on_frame, self.dreamer_for = live, on_frame, dreamer_for
+        self.control = cfg if isinstance(cfg, Control) else Control(cfg)
         cfg = self.control.config
         self.stop_event = threading.Event()
         # Files: each frame starts from the chain's state a fixed number of frames back (the
@@ -198,6 +190,10 @@ class Pipeline:
         self._errors: list[StageError] = []
         self._first_index: int | None = None  # the source's first sequence number
         self._lock = threading.Lock()
+        self.dream_ms: collections.deque[float] = collections.deque(maxlen=2000)  # newest batches
+        self.dreams = 0  # dream batches so far (dream_ms stops growing at its length)
+        self._queues = [self.q_pre, *self.q_dream, self.q_post, self.q_sink]
+        self._finished = False  # run() has returned: the report holds every count
 
     # -- control --------------------------------------------------------------------------------
     @property
@@ -227,9 +223,9 @@ class Pipeline:
                 t.join(timeout=5)
         self.report.wall_seconds = time.monotonic() - start
         self.report.busy_seconds = dict(self._busy)
-        queues = [self.q_pre, *self.q_dream, self.q_post, self.q_sink]
-        self.report.queue_high_water = {q.name: q.high_water for q in queues}
-        self.report.dropped += sum(q.dropped for q in queues)
+        self.report.queue_high_water = {q.name: q.high_water for q in self._queues}
+        self.report.dropped += sum(q.dropped for q in self._queues)
+        self._finished = True
         if self._errors:
             raise self._errors[0]
         return self.report
@@ -252,9 +248,18 @@ class Pipeline:
                 self._errors.append(err)
             self.stop()
 
+    def dropped(self) -> int:
+        """Frames dropped so far (while running too: the report adds the queues' only at the end)."""
+        if self._finished:
+            return self.report.dropped
+        return self.report.dropped + sum(q.dropped for q in self._queues)
+
     def _account(self, stage: str, seconds: float) -> None:
         with self._lock:
             self._busy[stage] = self._busy.get(stage, 0.0) + seconds
+            if stage == "dream":
+                self.dream_ms.append(1000 * seconds)
+                self.dreams += 1
 
     def _source(self) -> None:
         it: Iterator[Frame] = iter(self.frames)
@@ -313,7 +318,7 @@ class Pipeline:
         dreamer = self.dreamers[i]
         wanted = cfg.dream.replace(device=dreamer.cfg.device)
         if not dreamer.same_network(wanted):
-            dreamer = self.dreamers[i] = Dreamer(wanted)
+            dreamer = self.dreamers[i] = self.dreamer_for(wanted)
             self.warm.reset()  # the old residual belongs to another layer
         return dreamer
 
@@ -402,14 +407,7 @@ class Pipeline:
         self.q_sink.put(_END)
 
     def _compose(self, frame: Frame) -> None:
-        """Upsample the residual to the frame's size and add it: (H, W, 3) uint8."""
-        h, w = frame.rgb.shape[:2]
-        res = frame.residual
-        if res.shape[:2] != (h, w):  # type: ignore[union-attr]
-            res = cv2.resize(res, (w, h), interpolation=cv2.INTER_LINEAR)
-        strength = self.config.strength
-        out = frame.rgb.astype(np.float32) + (res if strength == 1.0 else strength * res)
-        frame.out = np.clip(out, 0, 255).astype(np.uint8)
+        frame.out = compose(frame.rgb, frame.residual, self.config.strength)  # type: ignore[arg-type]
 
     def _sink(self) -> None:
         while (item := self.q_sink.get()) is not _END:

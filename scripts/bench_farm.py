@@ -1,10 +1,10 @@
 """Benchmarks for the farm's targets (not tests: prints numbers and ratios, never fails on speed).
 
-    python scripts/bench_farm.py [--skip-engines] [--skip-seams] [--skip-film] [--real]
+    python scripts/bench_farm.py [--skip-executors] [--skip-seams] [--skip-film] [--real]
                                  [--clips 4] [--clip-seconds 4] [--film-minutes 10]
 
-1. Engines: `--clips` short clips through the Ray engine (a local cluster of 2 CPUs) and the local
-   engine (2 worker processes): wall time ratio, target ray <= 1.15x local. Both include their
+1. Executors: `--clips` short clips through the Ray executor (a local cluster of 2 CPUs) and the local
+   executor (2 worker processes): wall time ratio, target ray <= 1.15x local. Both include their
    start-up (spawning workers that import torch; for Ray also starting the cluster); Ray is also
    timed on a cluster that is already running.
 2. Seams: a panning clip cut every 2 s. Flicker (warping error between consecutive output
@@ -100,11 +100,11 @@ def decode(path: str) -> list[np.ndarray]:
         return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
 
 
-# -- 1. engines -------------------------------------------------------------------------------------
-def bench_engines(tmp: str, clips: int, seconds: float) -> None:
+# -- 1. executors -------------------------------------------------------------------------------------
+def bench_executors(tmp: str, clips: int, seconds: float) -> None:
     from livedream.config import video_preset
-    from livedream.farm import BatchOptions, LocalEngine, run_batch
-    from livedream.farm.ray_engine import RayEngine, import_ray
+    from livedream.farm import BatchOptions, LocalExecutor, run_batch
+    from livedream.farm.ray_executor import RayExecutor, import_ray
 
     ray = import_ray()
     cfg = video_preset("realtime")
@@ -113,26 +113,26 @@ def bench_engines(tmp: str, clips: int, seconds: float) -> None:
     frames = clips * round(seconds * 24)
     options = BatchOptions(progress=False)
 
-    def run(name: str, make_engine) -> float:
+    def run(name: str, make_executor) -> float:
         outdir = os.path.join(tmp, f"out-{name}")
         os.makedirs(outdir)
         start = time.perf_counter()
-        with make_engine() as engine:
+        with make_executor() as executor:
             summary = run_batch([(s, os.path.join(outdir, os.path.basename(s))) for s in sources],
-                                cfg, engine, options)
+                                cfg, executor, options)
         wall = time.perf_counter() - start
         assert all(f.status == "done" for f in summary.files), summary.files
         print(f"  {name:<24} {wall:6.1f} s  ({frames / wall:4.1f} frames/s)", flush=True)
         return wall
 
-    print(f"1. engines: {clips} clips of {seconds:g} s, 320x240, realtime preset, {frames} frames")
-    local = run("local (2 workers)", lambda: LocalEngine(2))
-    ray_cold = run("ray, starting its cluster", lambda: RayEngine(workers=2))
+    print(f"1. executors: {clips} clips of {seconds:g} s, 320x240, realtime preset, {frames} frames")
+    local = run("local (2 workers)", lambda: LocalExecutor(2))
+    ray_cold = run("ray, starting its cluster", lambda: RayExecutor(workers=2))
     start = time.perf_counter()
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
     print(f"  (ray.init of a 2-CPU cluster: {time.perf_counter() - start:.1f} s)")
     try:
-        ray_warm = run("ray, cluster running", lambda: RayEngine())
+        ray_warm = run("ray, cluster running", lambda: RayExecutor())
     finally:
         ray.shutdown()
     print(f"  ray / local: {ray_cold / local:.2f}x with the cluster's start, "
@@ -154,7 +154,7 @@ def seam_flicker(src: str, out: str, chunk_frames: list[int]) -> tuple[float, li
 
 def bench_seams(tmp: str, real: bool) -> None:
     from livedream.config import video_preset
-    from livedream.farm import BatchOptions, InlineEngine, plan_file, run_batch
+    from livedream.farm import BatchOptions, InlineExecutor, plan_file, run_batch
     from livedream.pipeline import build_dreamers
     from livedream.video_job import dream_video
 
@@ -178,8 +178,8 @@ def bench_seams(tmp: str, real: bool) -> None:
             outdir = os.path.join(tmp, f"seams-{crf}-{os.path.basename(src)}")
             os.makedirs(outdir)
             out = os.path.join(outdir, os.path.basename(src))
-            with InlineEngine() as engine:
-                run_batch([(src, out)], cfg, engine,
+            with InlineExecutor() as executor:
+                run_batch([(src, out)], cfg, executor,
                           BatchOptions(chunk_seconds=every, warmup=16, crf=crf, progress=False))
             median, at_seams, _ = seam_flicker(src, out, sizes)
             print(f"    chunked, crf {crf:>2}: median {median:.2f}, seams "
@@ -190,7 +190,7 @@ def bench_seams(tmp: str, real: bool) -> None:
 # -- 3. a long film ---------------------------------------------------------------------------------
 def bench_film(tmp: str, minutes: float) -> None:
     from livedream.config import video_preset
-    from livedream.farm import BatchOptions, LocalEngine, run_batch
+    from livedream.farm import BatchOptions, LocalExecutor, run_batch
 
     start = time.perf_counter()
     src = make_clip(os.path.join(tmp, "film.mp4"), width=64, height=48, seconds=60 * minutes)
@@ -200,8 +200,8 @@ def bench_film(tmp: str, minutes: float) -> None:
     os.makedirs(outdir)
     out = os.path.join(outdir, "film.mp4")
     start = time.perf_counter()
-    with LocalEngine(2) as engine:
-        summary = run_batch([(src, out)], video_preset("realtime"), engine,
+    with LocalExecutor(2) as executor:
+        summary = run_batch([(src, out)], video_preset("realtime"), executor,
                             BatchOptions(chunk_seconds=30, progress=False))
     wall = time.perf_counter() - start
     report = summary.files[0]
@@ -219,7 +219,7 @@ def main() -> int:
     p.add_argument("--clips", type=int, default=4)
     p.add_argument("--clip-seconds", type=float, default=4.0)
     p.add_argument("--film-minutes", type=float, default=10.0)
-    p.add_argument("--skip-engines", action="store_true")
+    p.add_argument("--skip-executors", action="store_true")
     p.add_argument("--skip-seams", action="store_true")
     p.add_argument("--skip-film", action="store_true")
     p.add_argument("--real", action="store_true", help="also the seams of ../shared/media/box.mp4")
@@ -227,8 +227,8 @@ def main() -> int:
     print(f"cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f} (a shared machine: "
           "other work changes these numbers)")
     with tempfile.TemporaryDirectory() as tmp:
-        if not args.skip_engines:
-            bench_engines(tmp, args.clips, args.clip_seconds)
+        if not args.skip_executors:
+            bench_executors(tmp, args.clips, args.clip_seconds)
         if not args.skip_seams:
             bench_seams(tmp, args.real)
         if not args.skip_film:

@@ -24,7 +24,8 @@ import numpy as np
 from livedream.config import video_preset
 from livedream.io.sinks import NullSink
 from livedream.io.sources import SyntheticSource
-from livedream.live import LiveStats, run_live
+from livedream.live.run import run_live
+from livedream.live.stats import LiveStats
 from livedream.pipeline import build_dreamers
 
 

@@ -6,13 +6,14 @@ speed). The full suite's sizes are exercised by `livedream bench` itself, not he
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 
 import pytest
 
-from livedream.bench import SECTIONS, main, register, run_suite
+from livedream.bench import SECTIONS, run_suite
+from livedream.cli import build_parser
+from livedream.cli import main as cli_main
 from livedream.bench.common import QUICK, ImageCase, Target, verdict
 from livedream.bench.report import to_markdown, write_plots
 
@@ -135,11 +136,9 @@ def test_a_missed_target_says_so_with_the_target():
 
 
 def test_command_line(tmp_path, capsys):
-    parser = argparse.ArgumentParser(prog="livedream")
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["bench", "--quick", "--json", "x.json", "--plots", "docs"])
+    args = build_parser().parse_args(["bench", "--quick", "--json", "x.json", "--plots", "docs"])
     assert args.quick and args.json == "x.json" and args.plots == "docs" and callable(args.run)
-    assert main(["--sections", "image,nope"]) == 2
+    assert cli_main(["bench", "--sections", "image,nope"]) == 2
     assert "unknown section(s) nope" in capsys.readouterr().err
-    assert main(["--json", str(tmp_path / "missing" / "x.json")]) == 2
+    assert cli_main(["bench", "--json", str(tmp_path / "missing" / "x.json")]) == 2
     assert "output folder does not exist" in capsys.readouterr().err

@@ -1,5 +1,5 @@
 """`livedream batch` and livedream.farm: chunking at keyframes, exact joins, seams, resume,
-failures, and the local and Ray engines (Ray tests skip when Ray is not installed)."""
+failures, and the local and Ray executors (Ray tests skip when Ray is not installed)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from livedream.farm import (
     BatchOptions,
     ChunkTask,
     Fault,
-    InlineEngine,
-    LocalEngine,
+    InlineExecutor,
+    LocalExecutor,
     Part,
     dream_chunk,
     join_chunks,
@@ -145,8 +145,8 @@ def test_chunked_output_has_the_input_frames_timestamps_duration_and_audio(tmp_p
     src = make_keyed_clip(tmp_path / "in.mp4", frames=48, gop=12, audio=True, vfr=vfr)
     out = tmp_path / "out" / "in.mp4"
     out.parent.mkdir()
-    with InlineEngine() as engine:
-        summary = run_batch([(str(src), str(out))], cfg(), engine,
+    with InlineExecutor() as executor:
+        summary = run_batch([(str(src), str(out))], cfg(), executor,
                             BatchOptions(chunk_seconds=0.5, warmup=4, progress=False,
                                          metadata={"livedream": "test"}))
     report = summary.files[0]
@@ -201,8 +201,8 @@ def test_seams_flicker_no_more_than_the_rest(tmp_path):
     def seam_ratio(warmup: int) -> tuple[float, list[float]]:
         out = tmp_path / f"warmup{warmup}" / "pan.mp4"
         out.parent.mkdir()
-        with InlineEngine() as engine:
-            summary = run_batch([(str(src), str(out))], cfg(dream_width=64, cold_iters=4), engine,
+        with InlineExecutor() as executor:
+            summary = run_batch([(str(src), str(out))], cfg(dream_width=64, cold_iters=4), executor,
                                 BatchOptions(chunk_seconds=1.0, warmup=warmup, crf=0, progress=False))
         assert summary.files[0].chunks == 3
         frames = decode(out)
@@ -234,23 +234,23 @@ def test_rerun_after_an_interrupted_run_skips_finished_chunks(tmp_path):
     outdir.mkdir()
     pairs = [(str(src), str(outdir / "in.mp4"))]
     options = BatchOptions(chunk_seconds=0.5, warmup=4, progress=False)
-    with InlineEngine() as engine:
-        first = run_batch(pairs, cfg(), engine, options, on_chunk=_StopAfter(1))
+    with InlineExecutor() as executor:
+        first = run_batch(pairs, cfg(), executor, options, on_chunk=_StopAfter(1))
     assert first.interrupted and first.files[0].status == "interrupted"
     assert not (outdir / "in.mp4").exists()  # nothing half-made at the final name
     done = manifest(outdir)["in.mp4"]["done"]
     assert set(done) == {"0"} and done["0"]["run"] == first.run
 
-    with InlineEngine() as engine:
-        second = run_batch(pairs, cfg(), engine, options)
+    with InlineExecutor() as executor:
+        second = run_batch(pairs, cfg(), executor, options)
     assert second.files[0].status == "done" and second.files[0].resumed == 1
     done = manifest(outdir)["in.mp4"]["done"]
     assert done["0"]["run"] == first.run  # made by the first run, not again
     assert {done[k]["run"] for k in ("1", "2")} == {second.run}
     assert len(decode(outdir / "in.mp4")) == 36
 
-    with InlineEngine() as engine:  # a third time: nothing to do
-        third = run_batch(pairs, cfg(), engine, options)
+    with InlineExecutor() as executor:  # a third time: nothing to do
+        third = run_batch(pairs, cfg(), executor, options)
     assert third.files[0].status == "skipped"
 
 
@@ -260,9 +260,9 @@ def test_a_chunk_that_keeps_failing_fails_its_file_only(tmp_path):
     outdir = tmp_path / "out"
     outdir.mkdir()
     fault = Fault("a.mp4", 1, action="raise", once=False)
-    with InlineEngine() as engine:
+    with InlineExecutor() as executor:
         summary = run_batch([(str(a), str(outdir / "a.mp4")), (str(b), str(outdir / "b.mp4"))],
-                            cfg(), engine, BatchOptions(chunk_seconds=0.4, warmup=4, retries=1,
+                            cfg(), executor, BatchOptions(chunk_seconds=0.4, warmup=4, retries=1,
                                                         progress=False), fault=fault)
     status = {os.path.basename(f.output): f for f in summary.files}
     assert status["b.mp4"].status == "done" and len(decode(outdir / "b.mp4")) == 24
@@ -287,15 +287,15 @@ def test_corrupt_file_among_good_ones_is_named_and_exits_non_zero(tmp_path, caps
     assert f"livedream: error: 1 of 3 files failed: {indir / 'b.avi'}" in err
 
 
-def assert_whole_after_a_worker_dies(tmp_path, engine):
-    """Dream a 3-chunk clip on `engine` while the worker on chunk 1 exits after 3 frames: the
+def assert_whole_after_a_worker_dies(tmp_path, executor):
+    """Dream a 3-chunk clip on `executor` while the worker on chunk 1 exits after 3 frames: the
     fault fired, and the output still has every frame time and the sound of the input."""
     src = make_keyed_clip(tmp_path / "in.mp4", frames=36, gop=12)
     outdir = tmp_path / "out"
     outdir.mkdir()
     marker = tmp_path / "fired"
-    with engine:
-        summary = run_batch([(str(src), str(outdir / "in.mp4"))], cfg(), engine,
+    with executor:
+        summary = run_batch([(str(src), str(outdir / "in.mp4"))], cfg(), executor,
                             BatchOptions(chunk_seconds=0.5, warmup=4, progress=False),
                             fault=Fault("in.mp4", 1, str(marker), action="exit", after=3))
     assert marker.exists()  # the worker did die
@@ -305,15 +305,15 @@ def assert_whole_after_a_worker_dies(tmp_path, engine):
 
 
 def test_local_worker_killed_mid_job_is_replaced_and_the_output_is_whole(tmp_path):
-    assert_whole_after_a_worker_dies(tmp_path, LocalEngine(workers=2))
+    assert_whole_after_a_worker_dies(tmp_path, LocalExecutor(workers=2))
 
 
-def test_ray_engine_missing_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
+def test_ray_executor_missing_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
     src = make_keyed_clip(tmp_path / "in.mp4", frames=12, gop=12, audio=False)
     monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
-    code = main([str(src), "-o", str(tmp_path / "out"), "--engine", "ray", *FAST_ARGS])
+    code = main([str(src), "-o", str(tmp_path / "out"), "--executor", "ray", *FAST_ARGS])
     assert code == 2
-    assert capsys.readouterr().err == ("livedream: error: the ray engine needs Ray: "
+    assert capsys.readouterr().err == ("livedream: error: the ray executor needs Ray: "
                                        "pip install 'livedream[ray]'\n")
 
 
@@ -327,17 +327,17 @@ def ray_cluster():
 
 
 def test_ray_gives_the_same_outputs_as_local(tmp_path, ray_cluster):
-    from livedream.farm.ray_engine import RayEngine
+    from livedream.farm.ray_executor import RayExecutor
 
     clips = [make_keyed_clip(tmp_path / "a.mp4", frames=36, gop=12),
              make_keyed_clip(tmp_path / "b.mkv", frames=12, gop=12, audio=False)]
     options = BatchOptions(chunk_seconds=0.5, warmup=4, progress=False)
     outputs = {}
-    for name, engine in (("ray", RayEngine()), ("inline", InlineEngine(threads=1))):
+    for name, executor in (("ray", RayExecutor()), ("inline", InlineExecutor(threads=1))):
         outdir = tmp_path / name
         outdir.mkdir()
-        with engine:
-            summary = run_batch([(str(c), str(outdir / c.name)) for c in clips], cfg(), engine,
+        with executor:
+            summary = run_batch([(str(c), str(outdir / c.name)) for c in clips], cfg(), executor,
                                 options)
         assert [f.status for f in summary.files] == ["done", "done"]
         outputs[name] = outdir
@@ -351,32 +351,32 @@ def test_ray_gives_the_same_outputs_as_local(tmp_path, ray_cluster):
 
 
 def test_ray_worker_killed_mid_job_still_completes(tmp_path, ray_cluster):
-    from livedream.farm.ray_engine import RayEngine
+    from livedream.farm.ray_executor import RayExecutor
 
-    assert_whole_after_a_worker_dies(tmp_path, RayEngine(retries=2))
+    assert_whole_after_a_worker_dies(tmp_path, RayExecutor(retries=2))
 
 
 def test_ray_workers_load_the_model_once_and_stream_results(tmp_path, ray_cluster):
-    from livedream.farm.ray_engine import RayEngine
+    from livedream.farm.ray_executor import RayExecutor
 
     src = make_keyed_clip(tmp_path / "in.mp4", frames=48, gop=6, audio=False)
     plan = plan_file(src, chunk_seconds=0.25, warmup=2)
     assert len(plan.chunks) == 8
-    with RayEngine() as engine:
-        assert engine.capacity == 2 and not engine.gpus
-        for chunk in plan.chunks[:engine.capacity]:
-            engine.submit(ChunkTask("in.mp4", plan.src, chunk, plan.time_base, plan.fps,
+    with RayExecutor() as executor:
+        assert executor.capacity == 2 and not executor.gpus
+        for chunk in plan.chunks[:executor.capacity]:
+            executor.submit(ChunkTask("in.mp4", plan.src, chunk, plan.time_base, plan.fps,
                                     str(tmp_path / f"c{chunk.index}.mp4"), cfg()))
-        queued, results = list(plan.chunks[engine.capacity:]), []
+        queued, results = list(plan.chunks[executor.capacity:]), []
         while len(results) < len(plan.chunks):
-            outcome = engine.next_outcome(1.0)  # each one as it ends: submit the next
+            outcome = executor.next_outcome(1.0)  # each one as it ends: submit the next
             if outcome is None:
                 continue
             assert outcome.result is not None, outcome.error
             results.append(outcome.result)
             if queued:
                 chunk = queued.pop(0)
-                engine.submit(ChunkTask("in.mp4", plan.src, chunk, plan.time_base, plan.fps,
+                executor.submit(ChunkTask("in.mp4", plan.src, chunk, plan.time_base, plan.fps,
                                         str(tmp_path / f"c{chunk.index}.mp4"), cfg()))
     assert sorted(r.index for r in results) == list(range(8))
     pids = [r.pid for r in results]

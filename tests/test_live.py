@@ -24,14 +24,16 @@ from livedream.cli import main as cli_main
 from livedream.config import ConfigError, video_preset
 from livedream.control import Control
 from livedream.errors import InputError, OutputError
-from livedream.io import live_sinks
-from livedream.io.broadcast import Broadcast
-from livedream.io.camera import CameraSource, FilePlaybackSource, LiveSource, SourceError, open_source
-from livedream.io.live_sinks import MjpegServer, RecordSink, WindowSink
+from livedream.frame import Frame
+from livedream.io import window as window_module
+from livedream.io.live_sources import CameraSource, FilePlaybackSource, LiveSource, SourceError, open_source
+from livedream.io.record import RecordSink
 from livedream.io.sinks import ListSink
 from livedream.io.sources import SyntheticSource
-from livedream.live import run_live
-from livedream.pipeline import Frame, build_dreamers
+from livedream.io.window import WindowSink
+from livedream.live.keys import Steering
+from livedream.live.run import run_live
+from livedream.pipeline import build_dreamers
 
 
 def main(args: list[str]) -> int:
@@ -67,12 +69,24 @@ def wait_for(predicate, timeout: float = 10.0) -> bool:
     return False
 
 
+def stream_server(stream, token=None, host="127.0.0.1"):
+    """The app's MJPEG routes for `stream` on a thread (the same code as `live --mjpeg`)."""
+    from livedream.server.app import create_stream_app
+    from livedream.server.runner import ServerThread
+
+    return ServerThread(create_stream_app(stream, token), stop_streams=stream.close, host=host).start()
+
+
 class Feeder:
     """An MJPEG server fed by a paced synthetic camera: a network camera for CameraSource."""
 
     def __init__(self, width: int = 128, height: int = 96, frames: int = 10**9) -> None:
-        self.broadcast = Broadcast()
-        self.server = MjpegServer(self.broadcast, 0).start()
+        from livedream.server.stream import MjpegStream
+
+        self.stream = MjpegStream()
+        self.broadcast = self.stream.broadcast
+        self.server = stream_server(self.stream)
+        self.url = f"{self.server.url}/stream.mjpg"
         self.stop = threading.Event()
         self.sent = 0
         self.source = SyntheticSource(width, height, frames=frames, paced=True)
@@ -134,7 +148,7 @@ def test_file_source_loops_with_times_running_on(tmp_path):
 def test_camera_source_reads_a_network_stream_newest_frame_only():
     feeder = Feeder()
     try:
-        cam = CameraSource(feeder.server.url, retries=0, stall_timeout=2.0)
+        cam = CameraSource(feeder.url, retries=0, stall_timeout=2.0)
         got = []
         with cam:
             for frame in cam:
@@ -154,7 +168,7 @@ def test_camera_source_reads_a_network_stream_newest_frame_only():
 
 def test_a_stream_that_goes_away_is_retried_then_ends_with_a_message():
     feeder = Feeder()
-    cam = CameraSource(feeder.server.url, retries=2, backoff=0.1, stall_timeout=1.0)
+    cam = CameraSource(feeder.url, retries=2, backoff=0.1, stall_timeout=1.0)
     start, count = time.monotonic(), 0
     for _ in cam:
         count += 1
@@ -240,7 +254,7 @@ def test_cli_bad_source_exits_2_with_one_line(source, capsys):
 def test_fake_virtual_camera_receives_the_exact_frames(cfg, dreamers):
     pyvirtualcam = pytest.importorskip("pyvirtualcam")
     from livedream.io.fake_vcam import FAKE_BACKEND, FakeVirtualCamera
-    from livedream.io.live_sinks import VirtualCameraSink
+    from livedream.io.vcam import VirtualCameraSink
 
     received: list[np.ndarray] = []
     vcam = VirtualCameraSink(96, 72, 30, backend=FAKE_BACKEND, options={"frames": received})
@@ -258,7 +272,7 @@ def test_fake_virtual_camera_receives_the_exact_frames(cfg, dreamers):
 
 def test_virtual_camera_without_a_backend_says_what_was_tried_and_how_to_install():
     pytest.importorskip("pyvirtualcam")
-    from livedream.io.live_sinks import VirtualCameraSink
+    from livedream.io.vcam import VirtualCameraSink
 
     try:
         sink = VirtualCameraSink(64, 48, 30)
@@ -276,10 +290,11 @@ def test_virtual_camera_without_a_backend_says_what_was_tried_and_how_to_install
 
 
 def test_mjpeg_endpoint_serves_dreamed_jpegs_to_a_real_http_client(cfg, dreamers):
-    broadcast, sink = Broadcast(), ListSink()
+    from livedream.server.stream import MjpegStream
+
+    stream, sink = MjpegStream(), ListSink()
     jpegs: list[bytes] = []
-    with MjpegServer(broadcast, 0) as server:
-        assert server.host == "127.0.0.1"
+    with stream_server(stream) as server:
 
         def client() -> None:
             conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
@@ -305,7 +320,7 @@ def test_mjpeg_endpoint_serves_dreamed_jpegs_to_a_real_http_client(cfg, dreamers
         stop = threading.Event()
         threading.Thread(target=lambda: (wait_for(lambda: len(jpegs) >= 6), stop.set())).start()
         bold = cfg.replace(strength=2.0, cold_iters=3)  # clearly above JPEG's loss from the first frame
-        result = run_live(source, [broadcast, sink], bold, dreamers=list(dreamers), seconds=30, stop=stop)
+        result = run_live(source, [stream, sink], bold, dreamers=list(dreamers), seconds=30, stop=stop)
         reader.join(timeout=5)
         assert result.stopped_by == "stop"
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
@@ -332,10 +347,36 @@ def test_mjpeg_endpoint_serves_dreamed_jpegs_to_a_real_http_client(cfg, dreamers
     assert not live_threads()
 
 
-def test_mjpeg_server_port_taken_is_one_line():
-    with MjpegServer(Broadcast(), 0) as first:
-        with pytest.raises(OutputError, match=f"cannot serve MJPEG on 127.0.0.1:{first.port}"):
-            MjpegServer(Broadcast(), first.port)
+def test_mjpeg_port_taken_is_one_line_exit_2(capsys):
+    from livedream.server.runner import bind
+
+    with bind("127.0.0.1", 0) as taken:
+        port = taken.getsockname()[1]
+        assert main(["--source", "synthetic:64x48", "--mjpeg", str(port), "--seconds", "1", *FAST]) == 2
+    err = capsys.readouterr().err
+    assert err == f"livedream: error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+
+
+def test_mjpeg_has_the_apps_rules_host_check_and_token_beyond_this_machine(capsys):
+    import httpx
+
+    from livedream.server.stream import MjpegStream
+
+    # Only this machine's names are answered without a token (no DNS rebinding).
+    with stream_server(MjpegStream()) as server:
+        assert httpx.get(f"{server.url}/healthz").status_code == 200
+        foreign = httpx.get(f"{server.url}/snapshot.jpg", headers={"Host": "evil.example"})
+        assert foreign.status_code == 421
+    # Another address needs a token: refused at once, one line ...
+    assert main(["--source", "synthetic:64x48", "--mjpeg", "0", "--mjpeg-host", "0.0.0.0",
+                 "--seconds", "1", *FAST]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("livedream: error: serving on 0.0.0.0 needs a token") and err.count("\n") == 1
+    # ... and with one, every route but /healthz asks for it.
+    with stream_server(MjpegStream(), token="s3cret-token") as server:
+        assert httpx.get(f"{server.url}/stream.mjpg").status_code == 401
+        assert httpx.get(f"{server.url}/snapshot.jpg?token=s3cret-token").status_code == 503  # no frame yet
+        assert httpx.get(f"{server.url}/healthz").status_code == 200
 
 
 def test_recording_of_a_file_source_keeps_its_sound(tmp_path, cfg, dreamers):
@@ -364,11 +405,11 @@ def test_control_refuses_a_layer_or_channel_the_network_lacks_and_keeps_its_conf
 
 
 def test_window_keys_steer_through_control(tmp_path, cfg, monkeypatch):
-    monkeypatch.setattr(live_sinks, "check_display", lambda: None)
+    monkeypatch.setattr(window_module, "check_display", lambda: None)
     control = Control(cfg)
     events: list[object] = []
-    win = WindowSink(control, snapshot_dir=str(tmp_path), on_quit=lambda: events.append("quit"),
-                     on_pause=events.append)
+    win = WindowSink(on_quit=lambda: events.append("quit"), on_pause=events.append)
+    win.on_key = Steering(control, win, str(tmp_path))
     frame = SyntheticSource(64, 48).frame(0)
     win.write(Frame(0, 0.0, frame, out=frame))
     assert win.handle_key(ord("+")) == "iterations 2" and control.config.dream.iters == 2
@@ -401,7 +442,7 @@ def test_window_needs_a_display(monkeypatch, cfg):
         pytest.skip("the display check is for X11 on Linux")
     monkeypatch.delenv("DISPLAY", raising=False)
     with pytest.raises(OutputError, match="--window needs a display"):
-        WindowSink(Control(cfg))
+        WindowSink()
 
 
 @pytest.fixture
@@ -458,12 +499,12 @@ WINDOW_SCRIPT = """
 import json, sys, cv2
 from livedream.config import ConfigError, video_preset
 from livedream.control import Control
-from livedream.io.live_sinks import WindowSink
+from livedream.io.window import WindowSink
 from livedream.io.sources import SyntheticSource
-from livedream.live import run_live
+from livedream.live.run import run_live
 
 cfg = video_preset("realtime", dream_width=96, iters=1, cold_iters=1, jitter=2)
-window = WindowSink(Control(cfg), title="live")
+window = WindowSink(title="live")
 seen = []
 def on_stats(stats):  # called from this (the window's) thread while the run goes on
     seen.append((cv2.getWindowProperty("live", cv2.WND_PROP_VISIBLE), cv2.getWindowImageRect("live")))
@@ -490,7 +531,7 @@ def test_cli_every_output_at_once_then_no_thread_left(tmp_path, capsys):
                  "--mjpeg", "0", "--record", str(rec), "--report", str(report), "--seconds", "1.5", *FAST])
     assert code == 0, capsys.readouterr().err
     data = json.loads(report.read_text())
-    assert data["outputs"] == ["VirtualCameraSink", "Broadcast", "RecordSink"]
+    assert data["outputs"] == ["VirtualCameraSink", "MjpegStream", "RecordSink"]
     assert data["mjpeg"].startswith("http://127.0.0.1:") and data["stopped_by"] == "seconds"
     assert data["recording"]["frames"] > 5 and rec.is_file() and data["size"] == [128, 96]
     assert not live_threads()
@@ -522,7 +563,7 @@ def test_cli_source_lost_mid_run_exits_1_with_a_message(tmp_path):
     feeder = Feeder()
     report = tmp_path / "r.json"
     try:
-        cli = Cli("--source", feeder.server.url, "--retries", "1", "--stall-timeout", "1",
+        cli = Cli("--source", feeder.url, "--retries", "1", "--stall-timeout", "1",
                   "--report", str(report), "--seconds", "60", "--stats-every", "0.5", *FAST)
         cli.wait_line("live: in")
     finally:

@@ -9,9 +9,10 @@ import pytest
 
 from livedream.config import ConfigError, video_preset
 from livedream.devices import resolve_devices
+from livedream.frame import Frame, dream_size
 from livedream.io.sinks import ListSink, NullSink
 from livedream.io.sources import SyntheticSource
-from livedream.pipeline import Frame, Pipeline, StageError, build_dreamers, dream_size
+from livedream.pipeline import Pipeline, StageError, build_dreamers
 from livedream.temporal import warping_error
 
 # One replica: a single warm-start chain (the default, `auto`, is one replica per core).

@@ -20,8 +20,8 @@ from livedream.config import ConfigError
 from livedream.io.sources import SyntheticSource
 from livedream.models.layer_table import LayerTable
 from livedream.server.app import Service
-from livedream.server.engine import ImageEngine
-from livedream.server.runner import ServerThread
+from livedream.server.photos import PhotoDreamer
+from livedream.server.runner import service_thread
 from livedream.server.settings import TOKEN_ENV, ServerSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,16 +49,16 @@ def photo() -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def engine() -> ImageEngine:
-    return ImageEngine(LayerTable("effnet-lite0"), dream_side=FAST["dream_side"])
+def engine() -> PhotoDreamer:
+    return PhotoDreamer(LayerTable("effnet-lite0"), dream_side=FAST["dream_side"])
 
 
 @pytest.fixture(scope="module")
 def server(engine):
     """Loopback, no token, a synthetic live source."""
     source = SyntheticSource(96, 72, frames=sys.maxsize, fps=15, paced=True)
-    service = Service(ServerSettings(port=0, **FAST), engine=engine, source=source, source_spec="synthetic")
-    with ServerThread(service) as st, httpx.Client(base_url=st.url, timeout=30) as client:
+    service = Service(ServerSettings(port=0, **FAST), photos=engine, source=source, source_spec="synthetic")
+    with service_thread(service) as st, httpx.Client(base_url=st.url, timeout=30) as client:
         yield st, client
 
 
@@ -231,10 +231,10 @@ def test_mjpeg_stream_gives_jpeg_frames(server):
 
 
 # -- capacity -----------------------------------------------------------------------------------------
-class GatedEngine:
+class GatedPhotos:
     """The shared engine, but each dream waits for `gate`: lets a test fill the queue for sure."""
 
-    def __init__(self, inner: ImageEngine) -> None:
+    def __init__(self, inner: PhotoDreamer) -> None:
         self.inner, self.layers, self.gate = inner, inner.layers, threading.Event()
 
     def __getattr__(self, name: str):
@@ -253,11 +253,11 @@ def _wait_for(client: httpx.Client, test, what: str) -> None:
 
 
 def test_full_queue_answers_503_with_retry_after(engine, photo):
-    gated = GatedEngine(engine)
-    service = Service(ServerSettings(port=0, queue_size=1, **FAST), engine=gated)  # type: ignore[arg-type]
+    gated = GatedPhotos(engine)
+    service = Service(ServerSettings(port=0, queue_size=1, **FAST), photos=gated)  # type: ignore[arg-type]
     body = jpeg(photo)
     results: list[int] = []
-    with ServerThread(service) as st, httpx.Client(base_url=st.url, timeout=30) as client:
+    with service_thread(service) as st, httpx.Client(base_url=st.url, timeout=30) as client:
         def post() -> None:
             with httpx.Client(base_url=st.url, timeout=30) as c:
                 results.append(c.post("/api/dream", content=body).status_code)
@@ -282,8 +282,8 @@ def test_full_queue_answers_503_with_retry_after(engine, photo):
 
 # -- the token rule ---------------------------------------------------------------------------------
 def test_token_is_needed_on_every_route_but_healthz(engine, photo):
-    service = Service(ServerSettings(port=0, token=TOKEN, **FAST), engine=engine)
-    with ServerThread(service) as st, httpx.Client(base_url=st.url, timeout=30) as client:
+    service = Service(ServerSettings(port=0, token=TOKEN, **FAST), photos=engine)
+    with service_thread(service) as st, httpx.Client(base_url=st.url, timeout=30) as client:
         assert client.get("/healthz").status_code == 200
         for method, path in [("GET", "/"), ("GET", "/api/layers"), ("GET", "/api/params"),
                              ("PUT", "/api/params"), ("GET", "/api/stats"), ("GET", "/stream.mjpg"),
@@ -320,7 +320,7 @@ def _serve(*args: str, env_token: str | None = None) -> subprocess.CompletedProc
     env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
     if env_token is not None:
         env[TOKEN_ENV] = env_token
-    return subprocess.run([sys.executable, "-m", "livedream.server", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "livedream", "serve", *args], capture_output=True,
                           text=True, timeout=60, env=env, cwd=ROOT)
 
 
@@ -334,9 +334,9 @@ def test_serve_on_a_network_address_without_token_exits_2_with_one_line():
 
 def _serve_in_process(capsys, *args: str) -> tuple[int, list[str]]:
     """`livedream serve ARGS` run here (the same code as the command): (exit code, stderr lines)."""
-    from livedream.server.__main__ import main
+    from livedream.cli import main
 
-    code = main(list(args))
+    code = main(["serve", *args])
     return code, capsys.readouterr().err.strip().splitlines()
 
 
@@ -388,28 +388,3 @@ def test_slow_clients_do_not_stall_others(server, photo):
                     break
         assert got >= 3
         assert client.get("/api/stats").json()["http"]["uploading"] == 1  # the trickle, still waiting
-
-
-def test_fallback_live_sources(tmp_path):
-    import itertools
-
-    import av
-
-    from livedream.errors import InputError
-    from livedream.server.live_source import _fallback
-
-    frame = next(iter(_fallback("synthetic:64x48@30")))
-    assert frame.rgb.shape == (48, 64, 3)
-    with pytest.raises(InputError, match="source not found"):
-        _fallback("/no/such/clip.mp4")
-    clip = tmp_path / "clip.mp4"
-    with av.open(str(clip), "w") as out:
-        stream = out.add_stream("mpeg4", rate=50)
-        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
-        for i in range(3):
-            img = np.full((32, 32, 3), 40 * i, np.uint8)
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
-        out.mux(stream.encode(None))
-    frames = list(itertools.islice(_fallback(str(clip)), 7))  # 3 frames, played 2+ times
-    indices = [f.index for f in frames]  # late frames are skipped, as a camera's would be
-    assert len(frames) == 7 and indices == sorted(set(indices)) and frames[0].rgb.shape == (32, 32, 3)

@@ -19,7 +19,7 @@ import pytest
 
 from livedream.io.sources import SyntheticSource
 from livedream.server.app import Service
-from livedream.server.runner import ServerThread
+from livedream.server.runner import service_thread
 from livedream.server.settings import ServerSettings
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -43,7 +43,7 @@ def site():
     """The app with a token and a tiny synthetic live source; the page's defaults one small step."""
     source = SyntheticSource(96, 72, frames=sys.maxsize, fps=10, paced=True)
     settings = ServerSettings(port=0, token=TOKEN, dream_side=96, level=1, detail=1)
-    with ServerThread(Service(settings, source=source, source_spec="synthetic")) as st:
+    with service_thread(Service(settings, source=source, source_spec="synthetic")) as st:
         yield st
 
 

@@ -14,7 +14,8 @@ import pytest
 from clips import clip_pts, clip_time_base, make_clip, make_tone
 
 from livedream.errors import InputError, OutputError
-from livedream.io.video import VideoFrame, VideoInfo, VideoReader, VideoWriter
+from livedream.frame import Frame
+from livedream.io.video import VideoInfo, VideoReader, VideoWriter
 
 MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
 
@@ -29,7 +30,7 @@ def media(name: str) -> Path:
 def dream(
     src: Path, dst: Path, *, start: float | None = None, duration: float | None = None,
     audio: bool = True, limit: int | None = None, metadata: dict[str, str] | None = None,
-) -> tuple[VideoInfo, list[VideoFrame]]:
+) -> tuple[VideoInfo, list[Frame]]:
     """The file-to-file pipeline minus the dreaming: copy `src` to `dst` through the classes."""
     end = None if duration is None else (start or 0.0) + duration
     with VideoReader(src, start=start, duration=duration) as reader:
@@ -324,7 +325,7 @@ def test_the_same_frames_encode_to_the_same_bytes(tmp_path, size):
         path = tmp_path / f"o{k}.mp4"
         writer = VideoWriter(path, width=w, height=h, time_base=Fraction(1, 6144), rate=12)
         for i, rgb in enumerate(frames):
-            writer.write(VideoFrame(i, i * 512, i / 12, rgb))
+            writer.write(Frame(index=i, pts=i * 512, time=i / 12, rgb=rgb))
         writer.close()
         with av.open(str(path)) as c:
             streams.add(b"".join(bytes(p) for p in c.demux(video=0)))
@@ -412,7 +413,7 @@ def test_disk_full_while_writing_is_an_output_error_and_removes_the_temp_file(tm
     import signal
 
     rng = np.random.default_rng(0)
-    noise = [VideoFrame(i, i, i / 30, rng.integers(0, 256, (48, 64, 3), np.uint8))
+    noise = [Frame(index=i, pts=i, time=i / 30, rgb=rng.integers(0, 256, (48, 64, 3), np.uint8))
              for i in range(60)]  # incompressible: megabits, far over the limit
     old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
     old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail writes, don't kill us
@@ -431,9 +432,9 @@ def test_disk_full_while_writing_is_an_output_error_and_removes_the_temp_file(tm
 
 def test_wrong_frame_size_is_refused(tmp_path):
     with writer_for(tmp_path / "x.mp4") as writer:
-        writer.write(VideoFrame(0, 0, 0.0, np.zeros((48, 64, 3), np.uint8)))
+        writer.write(Frame(index=0, pts=0, time=0.0, rgb=np.zeros((48, 64, 3), np.uint8)))
         with pytest.raises(ValueError, match=r"expected \(48, 64, 3\) uint8"):
-            writer.write(VideoFrame(1, 1, 1 / 30, np.zeros((64, 48, 3), np.uint8)))
+            writer.write(Frame(index=1, pts=1, time=1 / 30, rgb=np.zeros((64, 48, 3), np.uint8)))
     assert listing(tmp_path) == ["x.mp4"]
 
 

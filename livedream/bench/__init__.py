@@ -3,6 +3,8 @@ published figures and the classic per-frame baseline.
 
     livedream bench [--quick] [--json PATH] [--markdown PATH] [--plots DIR] [--sections LIST] [--threads N]
 
+(the command line is `livedream.cli.bench`; this package is the suite.)
+
 Sections: machine, image (per network and precision, against the published figures), sweep
 (iterations x octaves x octave scale x layer; the channel check), video (fps per preset and
 dream width, strength and flicker, realtime vs classic, live latency, file to file), scaling
@@ -19,19 +21,16 @@ The JSON: `machine`, `image.<network>/<precision>/<case>.seconds`, `sweep.rows`,
 
 from __future__ import annotations
 
-import argparse
 import datetime
-import json
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # the suite imports torch; `register` must stay cheap for the CLI's start-up
+if TYPE_CHECKING:  # the suite imports torch; importing the package must stay cheap
     from livedream.bench.common import Plan
 
-__all__ = ["SECTIONS", "register", "add_arguments", "cmd_bench", "run_suite", "main"]
+__all__ = ["SECTIONS", "run_suite"]
 
 SECTIONS = ("machine", "image", "sweep", "video", "scaling", "roofline")
 
@@ -109,72 +108,3 @@ def run_suite(plan: Plan, sections: Sequence[str] = SECTIONS, *, threads: int | 
     finally:
         torch.set_num_threads(before)
     return data
-
-
-# -- command line ---------------------------------------------------------------------------------
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: proves every path works")
-    p.add_argument("--json", metavar="PATH", help="write the results as JSON here")
-    p.add_argument("--markdown", metavar="PATH", help="write the tables as Markdown here")
-    p.add_argument("--plots", metavar="DIR", help="write PNG plots here (needs matplotlib)")
-    p.add_argument("--sections", default=",".join(SECTIONS),
-                   help=f"comma-separated subset of: {', '.join(SECTIONS)} (default: all)")
-    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-
-
-def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
-    """Add `bench` to the `livedream` command's subparsers."""
-    p = subparsers.add_parser("bench", help="benchmark suite: published figures, presets, scaling")
-    add_arguments(p)
-    p.set_defaults(run=cmd_bench)
-    return p
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    from livedream.bench.common import FULL, QUICK, log
-    from livedream.bench.report import headline, to_markdown, write_plots
-    from livedream.config import ConfigError
-    from livedream.io.images import atomic_write, check_writable
-
-    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
-    unknown = set(sections) - set(SECTIONS)
-    if unknown:
-        raise ConfigError(f"unknown section(s) {', '.join(sorted(unknown))}; "
-                          f"available: {', '.join(SECTIONS)}")
-    if args.threads is not None and args.threads < 1:
-        raise ConfigError(f"threads must be >= 1, got {args.threads}")
-    for path in (args.json, args.markdown):
-        if path:
-            check_writable(path)
-
-    def save(data: dict) -> None:  # after every section, so a long run that stops keeps its rows
-        if args.json:
-            atomic_write(args.json, (json.dumps(data, indent=1) + "\n").encode())
-
-    command = "livedream bench" + (" --quick" if args.quick else "") + (
-        f" --threads {args.threads}" if args.threads else "") + (
-        f" --sections {','.join(sections)}" if tuple(sections) != SECTIONS else "")
-    data = run_suite(QUICK if args.quick else FULL, sections, threads=args.threads, command=command,
-                     on_section=save)
-    save(data)
-    if args.markdown:
-        atomic_write(args.markdown, to_markdown(data).encode())
-    if args.plots:
-        plots = write_plots(data, args.plots)
-        log(f"plots: {', '.join(plots)}" if isinstance(plots, list) else f"plots skipped: {plots}")
-    log("\n".join(["== headline", *headline(data)]))
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m livedream.bench ...`: the same as `livedream bench ...`."""
-    from livedream.errors import LivedreamError
-
-    parser = argparse.ArgumentParser(prog="livedream bench", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return cmd_bench(args)
-    except LivedreamError as e:
-        print(f"livedream: error: {e}", file=sys.stderr)
-        return 2

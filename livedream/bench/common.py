@@ -244,7 +244,7 @@ def load_clip(size: tuple[int, int] | None) -> Clip:
 
 def replay(clip: Clip, start: int = 0) -> Iterator:
     """Fresh `Frame`s of `clip` from frame index `start` on (the pipeline fills them in)."""
-    from livedream.pipeline import Frame
+    from livedream.frame import Frame
 
     for index, t, pts, rgb in clip.frames:
         if index >= start:

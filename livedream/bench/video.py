@@ -32,9 +32,10 @@ from livedream.bench.common import (
 )
 from livedream.config import DreamConfig, VideoConfig, video_preset
 from livedream.dream import Dreamer, to_tensor
+from livedream.frame import Frame, dream_size
 from livedream.io.sinks import NullSink
 from livedream.io.sources import SyntheticSource
-from livedream.pipeline import Frame, Pipeline, build_dreamers, dream_size
+from livedream.pipeline import Pipeline, build_dreamers
 from livedream.temporal import WarmStart, warping_error
 
 __all__ = ["bench_video", "dream_alone", "WindowSink"]

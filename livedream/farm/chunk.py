@@ -29,8 +29,9 @@ from livedream.errors import InputError, LivedreamError, OutputError
 from livedream.farm.errors import ChunkError
 from livedream.farm.faults import Fault
 from livedream.farm.plan import Chunk
-from livedream.io.video import VideoFrame, VideoReader, VideoWriter
-from livedream.pipeline import Frame, Pipeline, StageError, build_dreamers
+from livedream.frame import Frame, compose
+from livedream.io.video import VideoReader, VideoWriter
+from livedream.pipeline import Pipeline, StageError, build_dreamers
 
 __all__ = ["ChunkTask", "ChunkResult", "dream_chunk", "cached_dreamers", "model_loads"]
 
@@ -139,21 +140,12 @@ class _ChunkSink:
             # weights 1/n ... n/n: the last frame holds the next chunk's dream alone
             weight = (self.fade_step[frame.pts] + 1) / len(self.fade_to)
             residual = cv2.addWeighted(frame.residual, 1.0 - weight, other, weight, 0.0)
-            out = _compose(frame.rgb, residual, self.task.cfg.strength)
+            out = compose(frame.rgb, residual, self.task.cfg.strength)
             self.faded += 1
-        self.writer.write(VideoFrame(self.count, frame.pts, frame.time, out))
+        self.writer.write(Frame(index=self.count, time=frame.time, rgb=frame.rgb, pts=frame.pts, out=out))
         self.count += 1
         if self.task.fault is not None:
             self.task.fault.check(self.task.output, self.task.chunk.index, self.count)
-
-
-def _compose(rgb: np.ndarray, residual: np.ndarray, strength: float) -> np.ndarray:
-    """The frame (H, W, 3) uint8 plus the residual (h, w, 3) float32 brought to its size, as the
-    pipeline's postprocess stage composes it."""
-    h, w = rgb.shape[:2]
-    if residual.shape[:2] != (h, w):
-        residual = cv2.resize(residual, (w, h), interpolation=cv2.INTER_LINEAR)
-    return np.clip(rgb.astype(np.float32) + strength * residual, 0, 255).astype(np.uint8)
 
 
 def _frames(reader: VideoReader, task: ChunkTask, cut: bool, first: int | None
@@ -169,7 +161,8 @@ def _frames(reader: VideoReader, task: ChunkTask, cut: bool, first: int | None
         if end is not None and pts >= end:
             return
         if first is None or pts >= first:
-            yield Frame(index=vf.index, time=float(pts * tb), rgb=vf.rgb, pts=pts)
+            vf.pts, vf.time = pts, float(pts * tb)
+            yield vf
 
 
 def _open(task: ChunkTask, seek: int | None) -> VideoReader:

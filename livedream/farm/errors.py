@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from livedream.errors import LivedreamError
 
-__all__ = ["FarmError", "ChunkError", "EngineUnavailable"]
+__all__ = ["FarmError", "ChunkError", "ExecutorUnavailable"]
 
 
 class FarmError(LivedreamError):
@@ -21,5 +21,5 @@ class ChunkError(FarmError):
         self.retryable = retryable
 
 
-class EngineUnavailable(FarmError):
-    """The engine asked for cannot run here (e.g. Ray is not installed)."""
+class ExecutorUnavailable(FarmError):
+    """The executor asked for cannot run here (e.g. Ray is not installed)."""

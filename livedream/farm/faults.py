@@ -2,7 +2,7 @@
 
 A `Fault` travels with the chunk tasks (it pickles); the worker dreaming the chosen chunk fires
 it after writing `after` frames, unless the marker file exists, which firing creates first: the
-retry then runs clean. So "a worker process killed mid-job" can be tested with the real engines.
+retry then runs clean. So "a worker process killed mid-job" can be tested with the real executors.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""The inline engine: runs each chunk task in the calling process, one at a time.
+"""The inline executor: runs each chunk task in the calling process, one at a time.
 
 No worker processes, so no start-up cost and tracebacks stay local: for tests, debugging, and
-small jobs from a notebook. Same outcomes as the other engines (a failing task is reported to
+small jobs from a notebook. Same outcomes as the other executors (a failing task is reported to
 the driver, which retries it or not); Ctrl-C reaches the driver directly.
 """
 
@@ -11,12 +11,12 @@ from collections import deque
 from dataclasses import replace
 
 from livedream.farm.chunk import ChunkTask, dream_chunk
-from livedream.farm.engine import ClosingEngine, Outcome, describe
+from livedream.farm.executor import ClosingExecutor, Outcome, describe
 
-__all__ = ["InlineEngine"]
+__all__ = ["InlineExecutor"]
 
 
-class InlineEngine(ClosingEngine):
+class InlineExecutor(ClosingExecutor):
     name = "inline"
     capacity = 1
 

@@ -1,10 +1,10 @@
-"""The batch driver: plan every file, run its chunks on an engine, join them, keep the manifest.
+"""The batch driver: plan every file, run its chunks on an executor, join them, keep the manifest.
 
-One loop for both engines: keep `engine.capacity` chunk tasks submitted (file by file, so the
+One loop for both executors: keep `executor.capacity` chunk tasks submitted (file by file, so the
 first outputs are finished early), record each finished chunk in the manifest as it comes back,
 retry a failed task up to `retries` times when trying again can help, and join a file's chunks
 as soon as its last one is in. A file that fails (at planning, in a chunk that keeps failing, or
-at the join) is reported and the others go on. Ctrl-C stops the engine; what was finished is in
+at the join) is reported and the others go on. Ctrl-C stops the executor; what was finished is in
 the manifest, and running the same command again resumes from there.
 """
 
@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from livedream.config import VideoConfig
 from livedream.errors import LivedreamError
 from livedream.farm.chunk import ChunkTask
-from livedream.farm.engine import Engine, Outcome
 from livedream.farm.errors import FarmError
+from livedream.farm.executor import Executor, Outcome
 from livedream.farm.faults import Fault
 from livedream.farm.join import Part, join_chunks
 from livedream.farm.manifest import ChunkRecord, Manifest, fingerprint
@@ -78,11 +78,11 @@ class _File:
     attempts: dict[int, int] = field(default_factory=dict)
 
 
-def run_batch(pairs: Sequence[tuple[str, str]], cfg: VideoConfig, engine: Engine,
+def run_batch(pairs: Sequence[tuple[str, str]], cfg: VideoConfig, executor: Executor,
               options: BatchOptions | None = None, *,
               on_chunk: Callable[[str, int], None] | None = None,
               fault: Fault | None = None) -> BatchSummary:
-    """Dream each (input, output) pair with `engine`; outputs must share one folder.
+    """Dream each (input, output) pair with `executor`; outputs must share one folder.
 
     `on_chunk(output name, chunk index)` is called after each chunk is recorded (progress hooks;
     a KeyboardInterrupt from it stops the run as Ctrl-C does). `fault`: see faults.Fault.
@@ -117,13 +117,13 @@ def run_batch(pairs: Sequence[tuple[str, str]], cfg: VideoConfig, engine: Engine
             if not job.pending:  # every chunk finished by an earlier run: only the join is left
                 _join(job, manifest, options, run)
         while queue or running:
-            while queue and running < engine.capacity:
+            while queue and running < executor.capacity:
                 task = queue.popleft()
                 if files[task.output].report.status == "failed":
                     continue
-                engine.submit(task)
+                executor.submit(task)
                 running += 1
-            outcome = engine.next_outcome(_POLL)
+            outcome = executor.next_outcome(_POLL)
             if outcome is None:
                 continue
             running -= 1

@@ -1,4 +1,4 @@
-"""The local engine: a small pool of worker processes, one task each at a time.
+"""The local executor: a small pool of worker processes, one task each at a time.
 
 Not `concurrent.futures`: when a worker dies there, every pending future fails and nobody knows
 which task killed it. Here each worker has its own pipe, so a worker that dies (killed, out of
@@ -19,9 +19,9 @@ from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, wait
 
 from livedream.farm.chunk import ChunkTask, dream_chunk
-from livedream.farm.engine import ClosingEngine, Outcome, describe
+from livedream.farm.executor import ClosingExecutor, Outcome, describe
 
-__all__ = ["LocalEngine"]
+__all__ = ["LocalExecutor"]
 
 
 def _serve(conn: Connection) -> None:
@@ -50,7 +50,7 @@ class _Worker:
     conn: Connection
 
 
-class LocalEngine(ClosingEngine):
+class LocalExecutor(ClosingExecutor):
     """Run chunk tasks in `workers` processes (default: one per core).
 
     Each worker gets `cores // workers` intra-op threads (at least 1), so the pool fills the
@@ -89,7 +89,7 @@ class LocalEngine(ClosingEngine):
 
     def submit(self, task: ChunkTask) -> None:
         if self._closed:
-            raise RuntimeError("LocalEngine.submit() after close()")
+            raise RuntimeError("LocalExecutor.submit() after close()")
         if len(self._busy) >= self.capacity:
             raise RuntimeError(f"{len(self._busy)} tasks running: at capacity")
         if task.threads is None:

@@ -12,7 +12,7 @@ import threading
 import cv2
 import numpy as np
 
-from livedream.pipeline import Frame
+from livedream.frame import Frame
 
 __all__ = ["Broadcast"]
 
@@ -32,8 +32,7 @@ class Broadcast:
     def write(self, frame: Frame) -> None:
         if self._readers == 0 and self._jpeg is not None:
             return  # nobody is watching: skip the encoding
-        assert frame.out is not None
-        self.publish(self.encode(frame.out))
+        self.publish(self.encode(frame.image))
 
     def encode(self, rgb: np.ndarray) -> bytes:
         ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[:, :, ::-1]),

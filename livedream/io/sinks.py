@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
-from livedream.pipeline import Frame
+from types import TracebackType
+from typing import Any
 
-__all__ = ["NullSink", "ListSink", "VideoFileSink"]
+from livedream.frame import Frame
+from livedream.io.video import VideoWriter
+
+__all__ = ["Closing", "NullSink", "ListSink", "VideoFileSink"]
+
+
+class Closing:
+    """The context manager protocol for a class with an idempotent `close()`."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
 
 
 class NullSink:
@@ -36,15 +54,13 @@ class ListSink:
 class VideoFileSink:
     """Encodes the dreamed frames with an open `livedream.io.video.VideoWriter`, timestamps kept."""
 
-    def __init__(self, writer: object) -> None:
+    def __init__(self, writer: VideoWriter) -> None:
         self.writer = writer
         self.count = 0
 
     def write(self, frame: Frame) -> None:
-        from livedream.io.video import VideoFrame
-
         assert frame.out is not None, f"frame {frame.index} reached the sink undreamed"
-        self.writer.write(VideoFrame(frame.index, frame.pts, frame.time, frame.out))  # type: ignore[attr-defined]
+        self.writer.write(frame)
         self.count += 1
 
     def close(self) -> None:

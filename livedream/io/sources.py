@@ -6,15 +6,22 @@ paced to a real-time clock and dropping what isn't read in time, as a camera doe
 
 from __future__ import annotations
 
+import re
+import sys
 import time
 from collections.abc import Iterator
 
 import cv2
 import numpy as np
 
-from livedream.pipeline import Frame
+from livedream.errors import InputError
+from livedream.frame import Frame
+from livedream.io.video import VideoReader
 
-__all__ = ["SyntheticSource", "VideoFileSource"]
+__all__ = ["SyntheticSource", "VideoFileSource", "SYNTHETIC_HELP"]
+
+SYNTHETIC_HELP = "synthetic[:WxH[@FPS]]"
+_SYNTHETIC = re.compile(r"synthetic(?::(\d+)x(\d+)(?:@(\d+(?:\.\d+)?))?)?")
 
 
 class SyntheticSource:
@@ -31,6 +38,22 @@ class SyntheticSource:
         big = rng.integers(0, 255, (height // 8 + 8, width // 8 + 8, 3), dtype=np.uint8)
         self._scene = cv2.resize(big, (width + 64, height + 64), interpolation=cv2.INTER_CUBIC)
         self.skipped = 0
+
+    @classmethod
+    def parse(cls, spec: str) -> SyntheticSource | None:
+        """The endless, paced fake camera `synthetic[:WxH[@FPS]]` (640x480@30 by default); None
+        for a spec of another kind; InputError (one line) for a malformed or out-of-range one."""
+        text = spec.strip()
+        if text != "synthetic" and not text.startswith("synthetic:"):
+            return None
+        m = _SYNTHETIC.fullmatch(text)
+        if m is None:
+            raise InputError(f"malformed synthetic source {spec!r}; expected {SYNTHETIC_HELP}, "
+                             "e.g. synthetic:640x480@30")
+        w, h, fps = int(m[1] or 640), int(m[2] or 480), float(m[3] or 30)
+        if not (16 <= w <= 8192 and 16 <= h <= 8192 and 0 < fps <= 1000):
+            raise InputError(f"synthetic source {w}x{h}@{fps:g} out of range (16..8192 px, 0..1000 fps)")
+        return cls(w, h, frames=sys.maxsize, fps=fps, paced=True)
 
     def frame(self, i: int) -> np.ndarray:
         """The i-th frame (H, W, 3) uint8: the scene panned by i pixels, a disc moving across."""
@@ -66,12 +89,11 @@ class SyntheticSource:
 class VideoFileSource:
     """Frames of an open `livedream.io.video.VideoReader`."""
 
-    def __init__(self, reader: object) -> None:
+    def __init__(self, reader: VideoReader) -> None:
         self.reader = reader
 
     def __iter__(self) -> Iterator[Frame]:
-        for vf in self.reader.frames():  # type: ignore[attr-defined]
-            yield Frame(index=vf.index, time=vf.time, rgb=vf.rgb, pts=vf.pts)
+        return self.reader.frames()
 
     def close(self) -> None:
         pass

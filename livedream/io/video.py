@@ -12,7 +12,7 @@ Time conventions, shared by both classes:
   writer the same `audio_start` so the sound is rebased by the same amount and stays in sync.
 * Frames come in display order with increasing timestamps, even from files whose container
   stores decode-order times (see `VideoReader._timed`); a frame without any timestamp gets one
-  at the nominal rate, so `VideoFrame.pts` from the reader is never None.
+  at the nominal rate, so `Frame.pts` from the reader is never None.
 * Odd sizes: H.264 in 4:2:0 cannot store an odd width or height at all (its cropping works in
   2-pixel steps), so the writer pads the right / bottom edge by one replicated pixel. The output
   is then one pixel wider or taller than the input; frame count, timing and duration are kept.
@@ -38,9 +38,10 @@ import cv2
 import numpy as np
 
 from livedream.errors import InputError, OutputError
+from livedream.frame import Frame
 from livedream.io.files import create_temp
 
-__all__ = ["VideoInfo", "VideoFrame", "VideoReader", "VideoWriter", "AudioCopy", "open_output",
+__all__ = ["VideoInfo", "VideoReader", "VideoWriter", "AudioCopy", "open_output",
            "reserve_temp", "os_reason"]
 
 # Audio codecs that libavformat accepts in a container but that common players refuse there:
@@ -72,25 +73,11 @@ class VideoInfo:
     width: int
     height: int
     fps: float  # average frame rate; nominal only, frames carry their own timestamps
-    time_base: Fraction  # unit of VideoFrame.pts
+    time_base: Fraction  # unit of Frame.pts
     duration: float  # seconds of video, from the container's timestamps, not from a frame count
     frames: int | None  # the container's frame (packet) count, or duration x fps; an estimate
     has_audio: bool
     codec: str  # e.g. "h264", "cinepak"
-
-
-@dataclass
-class VideoFrame:
-    """One frame: `rgb` is (height, width, 3) uint8 RGB; `pts` counts `time_base` units.
-
-    The reader always sets `pts`; a frame made elsewhere may leave it None, and the writer then
-    places it by `time`.
-    """
-
-    index: int
-    pts: int | None
-    time: float  # seconds, = pts x time_base when pts is known
-    rgb: np.ndarray
 
 
 # libav's log stays at PyAV's default (no Python callback). With a level set, PyAV routes every
@@ -145,7 +132,7 @@ class VideoReader:
         self.path = Path(path)
         self.stopped_early: str | None = None
         self._container = _open_input(self.path)
-        self._frames: Generator[VideoFrame] | None = None
+        self._frames: Generator[Frame] | None = None
         self._error: str | None = None  # libav's reason when decoding failed
         try:
             streams = self._container.streams.video
@@ -172,7 +159,7 @@ class VideoReader:
                 reason = self.stopped_early or "the stream is empty"
                 raise InputError(f"no video frame could be decoded from {self.path.name} "
                                  f"({reason})")
-            self._first: VideoFrame | None = first
+            self._first: Frame | None = first
         except BaseException:
             self.close()
             raise
@@ -217,7 +204,7 @@ class VideoReader:
         begin = start or 0.0
         return begin, None if duration is None else begin + duration
 
-    def frames(self) -> Iterator[VideoFrame]:
+    def frames(self) -> Iterator[Frame]:
         """The frames of the selected range, in presentation order; can be iterated once."""
         if self._first is None or self._frames is None:
             raise RuntimeError("VideoReader.frames() can be iterated only once")
@@ -262,7 +249,7 @@ class VideoReader:
         while frames:
             yield heapq.heappop(times), frames.popleft()
 
-    def _generate(self) -> Generator[VideoFrame]:
+    def _generate(self) -> Generator[Frame]:
         time_base = self.info.time_base
         half_frame = 0.5 / self.info.fps
         origin = round(self.start / time_base) if self._cut else 0  # in time_base units
@@ -270,11 +257,12 @@ class VideoReader:
         pending: tuple[int, av.VideoFrame] | None = None
         reached_cut_end = False
 
-        def make(pts: int, frame: av.VideoFrame) -> VideoFrame:
+        def make(pts: int, frame: av.VideoFrame) -> Frame:
             # The first frame of a cut starts it, even if it was decoded a little before or
             # after `start` (within half a frame, or the frame showing at `start`).
             pts = 0 if self._cut and index == 0 else pts - origin
-            return VideoFrame(index, pts, float(pts * time_base), frame.to_ndarray(format="rgb24"))
+            return Frame(index=index, time=float(pts * time_base), rgb=frame.to_ndarray(format="rgb24"),
+                         pts=pts)
 
         for pts, frame in self._timed():
             time = float(pts * time_base)
@@ -511,7 +499,8 @@ def os_reason(error: BaseException) -> str:
 
 
 class VideoWriter:
-    """Encode RGB frames to a video file, keeping their timestamps, with the source's audio.
+    """Encode frames (`frame.image`: the dreamed picture, or the source's) to a video file,
+    keeping their timestamps, with the source's audio.
 
     The file is written as `.<stem>.part-<random><ext>` in the destination folder and renamed
     onto `path` by `close()`, so `path` never holds a half-written file; `abort()` (or any
@@ -586,11 +575,11 @@ class VideoWriter:
         stream.codec_context.time_base = self.time_base
         self._video = stream
 
-    def write(self, frame: VideoFrame) -> None:
-        """Encode one frame at its timestamp (and the audio up to it)."""
+    def write(self, frame: Frame) -> None:
+        """Encode `frame.image` at the frame's timestamp (and the audio up to it)."""
         if self._closed:
             raise RuntimeError("VideoWriter.write() after close() or abort()")
-        rgb = frame.rgb
+        rgb = frame.image
         expected = (self.height, self.width, 3)
         if rgb.shape != expected or rgb.dtype != np.uint8:
             raise ValueError(f"frame {frame.index} is {rgb.shape} {rgb.dtype}, "

@@ -27,7 +27,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -35,23 +35,26 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from livedream.config import PRESETS, VIDEO_PRESETS, ConfigError, video_preset
+from livedream.config import PRESETS, VIDEO_PRESETS, ConfigError, DreamConfig, video_preset
 from livedream.control import Control
+from livedream.dream import Dreamer
+from livedream.frame import Frame
 from livedream.io.images import encode_image
+from livedream.io.live_sources import redact_url
+from livedream.live.session import LiveSession
 from livedream.models.layer_table import LayerTable
-from livedream.pipeline import Frame
-from livedream.server.engine import ImageEngine
 from livedream.server.guard import Guard
 from livedream.server.params import DreamRequest, parse_dream_fields, parse_live_changes
+from livedream.server.photos import PhotoDreamer
 from livedream.server.settings import ServerSettings
-from livedream.server.stream import BOUNDARY, LiveStream, mjpeg_part
+from livedream.server.stream import MjpegStream
 from livedream.server.uploads import HTTPProblem, decode_upload, sniff_image
 from livedream.server.worker import Busy, DreamWorker
 
-__all__ = ["Service", "create_app", "PAGE"]
+__all__ = ["Service", "create_app", "create_stream_app", "PAGE", "STREAM_PAGE"]
 
 log = logging.getLogger("livedream.server")
 
@@ -60,41 +63,55 @@ _MAX_JSON = 64 * 1024  # bytes of a PUT /api/params body
 
 
 class Service:
-    """What the routes serve from; owns the model, the worker and the live stream. A context manager.
+    """What the routes serve from; owns the model, the photo worker and the live session. A context
+    manager.
 
-    `engine`: inject a slower or fake engine in tests (anything with ImageEngine's methods).
-    `source`: live frames (see live_source.open_live_source); None: no /stream.mjpg.
+    `photos`: inject a slower or fake photo dreamer in tests (anything with PhotoDreamer's
+    methods). `source`: live frames (see io.live_sources.open_source); None: no /stream.mjpg.
+    `source_spec`: how the source was named (shown without any password).
     """
 
-    def __init__(self, settings: ServerSettings, *, engine: ImageEngine | None = None,
+    def __init__(self, settings: ServerSettings, *, photos: PhotoDreamer | None = None,
                  source: Iterable[Frame] | None = None, source_spec: str = "") -> None:
         self.settings = settings
         self.started = time.monotonic()
-        self.layers = engine.layers if engine is not None else LayerTable(settings.model)
+        self.layers = photos.layers if photos is not None else LayerTable(settings.model)
         layer = self.layers.name(self.layers.resolve(settings.layer))  # ModelError for a bad one
-        self.engine = engine or ImageEngine(self.layers, dream_side=settings.dream_side)
+        self.photos = photos or PhotoDreamer(self.layers, dream_side=settings.dream_side)
         self.worker = DreamWorker(settings.queue_size)
         self.control = Control(video_preset(settings.live_preset, model=settings.model, layers=(layer,)))
-        self.live: LiveStream | None = None
+        self.source_spec = redact_url(source_spec)
+        self.stream: MjpegStream | None = None
+        self.live: LiveSession | None = None
         if source is not None:
-            dreamer = self.engine.locked(self.engine.dreamer(self.layers.resolve(settings.layer)))
-            self.live = LiveStream(source, source_spec, self.control, [dreamer])
+            self.stream = MjpegStream(max_viewers=settings.max_viewers)
+            first = self._live_dreamer(self.control.config.dream)
+            self.live = LiveSession(source, [self.stream], self.control, [first], need_viewers=True,
+                                    dreamer_for=self._live_dreamer)
+            self.stream.on_viewers = self.live.gate.add_viewers
         self.uploads = 0  # request bodies being received now
         self.counts = {"bad_request": 0, "too_large": 0, "unsupported": 0, "busy": 0, "dreamed": 0}
 
+    def _live_dreamer(self, cfg: DreamConfig) -> Dreamer:
+        """The live stream's Dreamer for `cfg`'s layer: the photos' cached one, behind their lock
+        (called by the live pipeline's worker when the layer changes)."""
+        layer = cfg.layers[0] if cfg.layers else None
+        return self.photos.locked(self.photos.dreamer(self.layers.resolve(layer)))  # type: ignore[return-value]
+
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.worker.start()
-        if self.live is not None:
-            self.live.start(loop)
+        if self.stream is not None and self.live is not None:
+            self.stream.start(loop)
+            self.live.start()
 
     def stop_streams(self) -> None:
         """End the MJPEG clients' responses (at shutdown, so the server need not wait for them)."""
-        if self.live is not None:
-            self.live.hub.close()
+        if self.stream is not None:
+            self.stream.close()
 
     def close(self) -> None:
         if self.live is not None:
-            self.live.close()
+            self.live.close(grace=5.0)
         self.worker.close()
 
     def __enter__(self) -> Service:
@@ -106,11 +123,23 @@ class Service:
     def healthy(self) -> bool:
         return self.worker.alive and (self.live is None or self.live.running)
 
+    def live_stats(self) -> dict[str, object] | None:
+        if self.live is None or self.stream is None:
+            return None
+        now = self.live.stats.interval("api")
+        return {
+            "source": self.source_spec, "running": self.live.running,
+            "error": redact_url(self.live.failure) if self.live.failure else None,
+            "viewers": self.stream.viewers, "frames": self.live.pipeline.report.frames_out,
+            "fps": round(now["fps_out"], 2), "latency_ms_p50": now["latency_ms"]["p50"],
+            "dropped": now["dropped"],
+        }
+
     def dream_job(self, data: bytes, req: DreamRequest) -> tuple[bytes, float]:
         """Runs on the worker thread: decode, dream, encode. (image bytes, milliseconds)."""
         t = time.perf_counter()
         rgb = decode_upload(data, self.settings.max_pixels)
-        out = self.engine.dream(rgb, req)
+        out = self.photos.dream(rgb, req)
         ext = ".png" if req.fmt == "png" else ".jpg"
         body = encode_image(out, ext, req.describe(self.layers), quality=self.settings.jpeg_quality)
         return body, 1000 * (time.perf_counter() - t)
@@ -124,12 +153,12 @@ def create_app(service: Service) -> Guard:
     async def index(request: Request) -> Response:
         return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
 
-    async def healthz(request: Request) -> Response:
+    async def healthz(request: Request) -> Response:  # open to all: says nothing of the source
         ok = service.healthy()
         body: dict[str, object] = {"ok": ok}
         if not ok:
             body["worker"] = service.worker.alive
-            body["live"] = None if service.live is None else (service.live.error or service.live.running)
+            body["live"] = None if service.live is None else service.live.running
         return JSONResponse(body, status_code=200 if ok else 503)
 
     async def layers(request: Request) -> Response:
@@ -145,11 +174,8 @@ def create_app(service: Service) -> Guard:
         except (ValueError, UnicodeDecodeError):
             raise HTTPProblem(400, "body must be a JSON object, e.g. {\"filter\": 3, \"level\": 2}") from None
         changes = parse_live_changes(body, settings, service.layers, service.control.params())
-        new_layer = changes.get("layer")
-        if service.live is not None and new_layer and new_layer != service.control.params()["layer"]:
-            path = service.layers.resolve(str(changes["layer"]))
-            dreamer = await run_in_threadpool(service.engine.dreamer, path)
-            service.live.use_dreamer(service.engine.locked(dreamer))
+        if changes.get("layer"):  # load it here, not in the middle of the live stream
+            await run_in_threadpool(service.photos.dreamer, service.layers.resolve(str(changes["layer"])))
         try:
             service.control.update(**changes)
         except ConfigError as e:
@@ -186,33 +212,18 @@ def create_app(service: Service) -> Guard:
         })
 
     async def stream(request: Request) -> Response:
-        live = service.live
-        if live is None:
+        if service.stream is None or service.live is None:
             raise HTTPProblem(404, "no live stream: start the server with --source (e.g. --source 0)")
-        if not live.running:
-            raise HTTPProblem(503, f"the live stream has stopped: {live.error or 'the source ended'}")
-        if live.gate.viewers >= settings.max_viewers:
-            raise HTTPProblem(503, f"{settings.max_viewers} viewers already", {"Retry-After": "10"})
-        live.gate.add(1)
-
-        async def parts() -> AsyncIterator[bytes]:
-            seq = 0
-            try:
-                while (got := await live.hub.next(seq)) is not None:
-                    seq, jpeg = got
-                    yield mjpeg_part(jpeg)
-            finally:
-                live.gate.add(-1)
-
-        return StreamingResponse(parts(), media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
-                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        if not service.live.running:
+            service.stream.stopped = service.live.failure or "the source ended"
+        return await service.stream.respond(request)
 
     async def stats(request: Request) -> Response:
         return JSONResponse({
             "uptime_s": round(time.monotonic() - service.started, 1),
             "dream": service.worker.stats(), "http": dict(service.counts, refused=guard.refused,
                                                           uploading=service.uploads),
-            "live": service.live.stats() if service.live is not None else None,
+            "live": service.live_stats(),
             "rss_mb": _rss_mb(),
         })
 
@@ -249,6 +260,41 @@ def create_app(service: Service) -> Guard:
         HTTPProblem: on_problem, Busy: on_busy, Exception: on_error})
     guard = Guard(app, settings.token)
     return guard
+
+
+STREAM_PAGE = b"""<!doctype html><meta charset="utf-8"><title>livedream</title>
+<style>body{margin:0;background:#000}img{width:100vw;height:100vh;object-fit:contain}</style>
+<img id="s" alt="livedream">
+<script>document.getElementById("s").src = "stream.mjpg" + location.search</script>
+"""
+
+
+def create_stream_app(stream: MjpegStream, token: str | None,
+                      healthy: Callable[[], bool] = lambda: True) -> Guard:
+    """The live stream alone (`livedream live --mjpeg`): `/` (a page showing it), `/stream.mjpg`,
+    `/snapshot.jpg` and `/healthz`, behind the same guard as the full app."""
+
+    async def index(request: Request) -> Response:
+        return HTMLResponse(STREAM_PAGE, headers={"Cache-Control": "no-cache"})
+
+    async def healthz(request: Request) -> Response:
+        ok = healthy()
+        return JSONResponse({"ok": ok}, status_code=200 if ok else 503)
+
+    async def on_problem(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPProblem)
+        return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        stream.start(asyncio.get_running_loop())
+        yield
+        stream.close()
+
+    routes = [Route("/", index), Route("/healthz", healthz), Route("/stream.mjpg", stream.respond),
+              Route("/snapshot.jpg", stream.snapshot)]
+    return Guard(Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPProblem: on_problem}),
+                 token)
 
 
 # -- helpers ----------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from livedream.config import ConfigError
 
-__all__ = ["ServerSettings", "TOKEN_ENV", "is_loopback", "resolve_token"]
+__all__ = ["ServerSettings", "TOKEN_ENV", "check_bind", "is_loopback", "resolve_token"]
 
 TOKEN_ENV = "LIVEDREAM_TOKEN"  # environment variable holding the access token
 
@@ -48,7 +48,6 @@ class ServerSettings:
             (self.queue_size >= 1, f"queue size must be >= 1, got {self.queue_size}"),
             (self.max_uploads >= 1, f"max uploads must be >= 1, got {self.max_uploads}"),
             (self.threads is None or self.threads >= 1, f"threads must be >= 1, got {self.threads}"),
-            (self.token is None or len(self.token) >= 8, "token must have at least 8 characters"),
             (0 <= self.level <= self.max_level, f"level must be in 0..{self.max_level}, got {self.level}"),
             (1 <= self.detail <= self.max_detail,
              f"detail must be in 1..{self.max_detail}, got {self.detail}"),
@@ -56,8 +55,16 @@ class ServerSettings:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
-        if not is_loopback(self.host) and not self.token:
-            raise ConfigError(f"binding to {self.host} needs a token: pass --token or set {TOKEN_ENV}")
+        check_bind(self.host, self.token)
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """ConfigError unless `host` is a loopback address or a token is set: the rule for every
+    server of livedream (`serve`, `live --mjpeg`)."""
+    if not is_loopback(host) and not token:
+        raise ConfigError(f"serving on {host} needs a token: pass --token or set {TOKEN_ENV}")
+    if token is not None and len(token) < 8:
+        raise ConfigError("token must have at least 8 characters")
 
 
 def is_loopback(host: str) -> bool:

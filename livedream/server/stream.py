@@ -1,30 +1,27 @@
-"""The live stream behind `/stream.mjpg`: source -> Pipeline(live) -> Broadcast -> HTTP clients.
+"""The MJPEG stream over HTTP, for `livedream serve` and `livedream live --mjpeg` alike.
 
-- The source only runs while someone watches (`ViewerGate`): no viewer, no dreaming, no CPU.
-- `FrameHub` carries the newest JPEG from the Broadcast's thread into the event loop, so any
-  number of clients wait on an asyncio event instead of a thread each; a slow client skips frames
-  (it always gets the newest) and never holds anyone else back.
+A `MjpegStream` is a live session's sink (`write`: the newest frame becomes JPEG bytes, once, and
+only while someone watches) and the route behind `GET /stream.mjpg`: a `FrameHub` carries the
+newest JPEG into the event loop, so any number of clients wait on an asyncio event instead of a
+thread each; a slow client skips frames (it always gets the newest) and never holds anyone else
+back. `on_viewers(+1 / -1)` hears of each client that comes and goes (the app's session dreams
+only while someone watches).
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import logging
-import statistics
 import threading
-import time
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
 
-from livedream.config import VideoConfig
-from livedream.control import Control
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from livedream.frame import Frame
 from livedream.io.broadcast import Broadcast
-from livedream.pipeline import Frame, Pipeline
+from livedream.server.uploads import HTTPProblem
 
-__all__ = ["ViewerGate", "FrameHub", "LiveStream", "mjpeg_part", "BOUNDARY"]
-
-log = logging.getLogger("livedream.server")
+__all__ = ["FrameHub", "MjpegStream", "mjpeg_part", "BOUNDARY"]
 
 BOUNDARY = "frame"
 
@@ -33,49 +30,6 @@ def mjpeg_part(jpeg: bytes) -> bytes:
     """One part of a multipart/x-mixed-replace stream."""
     head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
     return head.encode() + jpeg + b"\r\n"
-
-
-class ViewerGate:
-    """Passes the source's frames on only while `viewers` > 0.
-
-    A source with `set_paused` (the live sources of livedream.io.camera) is paused instead, so a
-    camera is drained and a file's clock stops; any other iterable is simply not read.
-    """
-
-    def __init__(self, source: Iterable[Frame]) -> None:
-        self.source = source
-        self.viewers = 0
-        self._pausable = callable(getattr(source, "set_paused", None))
-        self._cond = threading.Condition()
-        self._closed = False
-        if self._pausable:
-            source.set_paused(True)  # type: ignore[attr-defined]
-
-    def __iter__(self) -> Iterator[Frame]:
-        it = iter(self.source)
-        while True:
-            if not self._pausable:
-                with self._cond:
-                    self._cond.wait_for(lambda: self.viewers > 0 or self._closed)
-            if self._closed:
-                return
-            frame = next(it, None)
-            if frame is None or self._closed:
-                return
-            yield frame
-
-    def add(self, n: int) -> None:
-        with self._cond:
-            self.viewers += n
-            watched = self.viewers > 0
-            self._cond.notify_all()
-        if self._pausable:
-            self.source.set_paused(not watched)  # type: ignore[attr-defined]
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
 
 
 class FrameHub:
@@ -137,79 +91,59 @@ class FrameHub:
         event.set()
 
 
-class LiveStream:
-    """Runs the live pipeline on its own thread while the server runs. A context manager."""
+class MjpegStream:
+    """The stream's sink and its routes."""
 
-    def __init__(self, source: Iterable[Frame], spec: str, control: Control, dreamers: list[Any], *,
-                 quality: int = 85) -> None:
-        self.spec = spec
-        self.source = source
-        self.control = control
+    def __init__(self, *, quality: int = 85, max_viewers: int = 16,
+                 on_viewers: Callable[[int], None] | None = None) -> None:
         self.broadcast = Broadcast(quality=quality)
-        self.gate = ViewerGate(source)
-        cfg: VideoConfig = control.config
-        self.pipeline = Pipeline(self.gate, [self.broadcast], cfg, dreamers, live=True, control=control,
-                                 on_frame=self._on_frame)
         self.hub = FrameHub(self.broadcast)
-        self.error: str | None = None
-        self._recent: collections.deque[tuple[float, float]] = collections.deque(maxlen=60)
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="livedream-live", daemon=True)
+        self.max_viewers = max_viewers
+        self.on_viewers = on_viewers
+        self.viewers = 0  # clients streaming now
+        self.stopped: str | None = None  # why the stream stopped, once it has
 
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.hub.start(loop)
-        self._thread.start()
+    # -- sink side -----------------------------------------------------------------------------
+    def write(self, frame: Frame) -> None:
+        self.broadcast.write(frame)
 
     def close(self) -> None:
-        """Stop the pipeline, end the clients' streams, close the source. Safe to call twice."""
-        self.pipeline.stop()
-        self.gate.close()
+        """End every client's stream; safe to call twice."""
         self.hub.close()
-        close = getattr(self.source, "close", None)
-        if callable(close):
-            close()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
 
-    def __enter__(self) -> LiveStream:
-        return self
+    # -- HTTP side -----------------------------------------------------------------------------
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.hub.start(loop)
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _watch(self, n: int) -> None:
+        self.viewers += n  # on the event loop only
+        if self.on_viewers is not None:
+            self.on_viewers(n)
 
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
+    async def respond(self, request: Request) -> Response:
+        """`GET /stream.mjpg`: multipart JPEGs until the client leaves or the stream ends."""
+        if self.stopped is not None or self.hub.closed:
+            raise HTTPProblem(503, f"the live stream has stopped: {self.stopped or 'the source ended'}")
+        if self.viewers >= self.max_viewers:
+            raise HTTPProblem(503, f"{self.max_viewers} viewers already", {"Retry-After": "10"})
+        self._watch(1)
 
-    def use_dreamer(self, dreamer: Any) -> None:
-        """Dream the stream with `dreamer` from the next frame on (e.g. the engine's, for a new layer)."""
-        self.pipeline.dreamers[0] = dreamer
+        async def parts() -> AsyncIterator[bytes]:
+            seq = 0
+            try:
+                while (got := await self.hub.next(seq)) is not None:
+                    seq, jpeg = got
+                    yield mjpeg_part(jpeg)
+            finally:
+                self._watch(-1)
 
-    def stats(self) -> dict[str, object]:
-        with self._lock:
-            recent = list(self._recent)
-        span = recent[-1][0] - recent[0][0] if len(recent) > 1 else 0.0
-        report = self.pipeline.report
-        return {
-            "source": self.spec, "running": self.running, "error": self.error,
-            "viewers": self.gate.viewers, "frames": report.frames_out,
-            "fps": round((len(recent) - 1) / span, 2) if span > 0 else 0.0,
-            "latency_ms_p50": round(statistics.median(r[1] for r in recent), 1) if recent else None,
-            "dropped_by_source": getattr(self.source, "dropped", getattr(self.source, "skipped", 0)),
-        }
+        return StreamingResponse(parts(), media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
-    def _on_frame(self, frame: Frame) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self._recent.append((now, 1000 * (now - frame.captured)))
-
-    def _run(self) -> None:
-        try:
-            self.pipeline.run()
-        except Exception as e:  # noqa: BLE001 - reported in /api/stats and /healthz
-            self.error = str(e)
-            log.error("live stream stopped: %s", e)
-        failure = getattr(self.source, "failure", None)
-        if failure is not None and self.error is None:
-            self.error = str(failure)
-        self.hub.close()
+    async def snapshot(self, request: Request) -> Response:
+        """`GET /snapshot.jpg`: the newest frame (503 before the first)."""
+        _, jpeg = self.broadcast.latest()
+        if jpeg is None:
+            raise HTTPProblem(503, "no frame yet: open /stream.mjpg first (the dream runs while watched)",
+                              {"Retry-After": "1"})
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})

@@ -1,4 +1,5 @@
-"""Live sources: a camera or stream (OpenCV), a video file played like a camera, and `open_source`.
+"""Live sources: a camera or stream (OpenCV), a video file played like a camera, and `open_source`
+(which also knows the shipped fake camera, `synthetic[:WxH[@FPS]]`).
 
 Each live source runs its own capture thread that keeps only the newest frame: a frame nobody took
 before the next one arrived is dropped and counted (`dropped`). Iterating a live source starts the
@@ -26,20 +27,18 @@ import cv2
 import numpy as np
 
 from livedream.errors import InputError
-from livedream.io.sources import SyntheticSource
+from livedream.frame import Frame
+from livedream.io.sources import SYNTHETIC_HELP, SyntheticSource
 from livedream.io.video import VideoReader
-from livedream.pipeline import Frame
 
 __all__ = [
     "SourceError", "LiveSource", "CameraSource", "FilePlaybackSource", "open_source", "source_size",
-    "SYNTHETIC_HELP",
+    "redact_url", "SYNTHETIC_HELP",
 ]
 
 log = logging.getLogger("livedream.live")
 
 URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
-SYNTHETIC_HELP = "synthetic[:WxH[@FPS]]"
-_SYNTHETIC = re.compile(r"synthetic(?::(\d+)x(\d+)(?:@(\d+(?:\.\d+)?))?)?")
 _POLL = 0.05  # seconds between checks of the stop event while waiting
 
 
@@ -201,7 +200,7 @@ class CameraSource(LiveSource):
         super().__init__(give_up_after=stall_timeout * (retries + 2) + waits + backoff)
         self.spec = spec
         self.stall_timeout = stall_timeout
-        self.name = f"camera {spec}" if isinstance(spec, int) else _redact(str(spec))
+        self.name = f"camera {spec}" if isinstance(spec, int) else redact_url(str(spec))
         self.retries, self.backoff = retries, backoff
         self.request = (width, height, fps)
         self.fps: float | None = None  # what the device says it delivers, once open
@@ -382,16 +381,9 @@ def open_source(spec: str, *, loop: bool = False, retries: int = 4,
     if not text:
         raise InputError(f"empty source; expected a camera index, a device path, a URL, a video "
                          f"file or {SYNTHETIC_HELP}")
-    if text == "synthetic" or text.startswith("synthetic:"):
-        m = _SYNTHETIC.fullmatch(text)
-        if m is None:
-            raise InputError(f"malformed synthetic source {spec!r}; expected {SYNTHETIC_HELP}, "
-                             "e.g. synthetic:640x480@30")
-        w, h = int(m[1] or 640), int(m[2] or 480)
-        fps = float(m[3] or 30)
-        if not (16 <= w <= 8192 and 16 <= h <= 8192 and 0 < fps <= 1000):
-            raise InputError(f"synthetic source {w}x{h}@{fps:g} out of range (16..8192 px, 0..1000 fps)")
-        return SyntheticSource(w, h, frames=sys.maxsize, fps=fps, paced=True)
+    synthetic = SyntheticSource.parse(text)
+    if synthetic is not None:
+        return synthetic
     if text.isdigit():
         return CameraSource(int(text), retries=retries, stall_timeout=stall_timeout)
     if _looks_like_url(text):
@@ -421,22 +413,22 @@ def _check_url(url: str) -> None:
         parts = urllib.parse.urlsplit(url)
         port = parts.port  # ValueError for a port that is not a number in 0..65535
     except ValueError as e:
-        raise InputError(f"malformed URL {_redact(url)}: {e}") from None
+        raise InputError(f"malformed URL {redact_url(url)}: {e}") from None
     scheme = parts.scheme.lower()
     if scheme not in URL_SCHEMES:
-        raise InputError(f"unsupported URL scheme {parts.scheme!r} in {_redact(url)}; "
+        raise InputError(f"unsupported URL scheme {parts.scheme!r} in {redact_url(url)}; "
                          f"expected one of {', '.join(s + '://' for s in URL_SCHEMES)}")
     if not url[len(parts.scheme):].startswith("://") or not parts.hostname:
-        raise InputError(f"malformed URL {_redact(url)}: expected {scheme}://host[:port]/path")
+        raise InputError(f"malformed URL {redact_url(url)}: expected {scheme}://host[:port]/path")
     if re.search(r"\s", url):
-        raise InputError(f"malformed URL {_redact(url)}: it contains spaces")
+        raise InputError(f"malformed URL {redact_url(url)}: it contains spaces")
     if port == 0:
-        raise InputError(f"malformed URL {_redact(url)}: port 0")
+        raise InputError(f"malformed URL {redact_url(url)}: port 0")
 
 
-def _redact(url: str) -> str:
-    """The URL without a password, for messages and logs."""
-    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
+def redact_url(text: str) -> str:
+    """`text` with any URL password in it replaced by ***, for messages, logs and answers."""
+    return re.sub(r"(://[^:/@\s]+):[^@/\s]*@", r"\1:***@", text)
 
 
 def _first_line(error: BaseException) -> str:

@@ -1,28 +1,24 @@
 """`livedream serve`: the web page and HTTP API, and the live stream when `--source` is given.
 
-`register(subparsers)` adds the command to the `livedream` parser; `cmd_serve(args)` runs it and
-returns the exit code: 0 after Ctrl-C, 2 with one line on stderr for anything the user can fix
-(no token for a network address, a busy port, an unknown layer or source).
+Exit codes: 0 after Ctrl-C / SIGTERM, 2 with one line on stderr for anything the user can fix (no
+token for a network address, a busy port, an unknown layer or source, the web extras missing).
 """
 
 from __future__ import annotations
 
 import argparse
 import socket
-import sys
 from typing import Any
 
-from livedream.config import VIDEO_PRESETS
 from livedream.errors import LivedreamError
-from livedream.server.settings import TOKEN_ENV, ServerSettings, resolve_token
 
-__all__ = ["register", "cmd_serve", "EXIT_USAGE"]
-
-EXIT_USAGE = 2
+__all__ = ["register", "run", "require_web_extras"]
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
-    """Add `serve` to an argparse subparsers object; the parser's `run` default is cmd_serve."""
+    from livedream.config import VIDEO_PRESETS
+    from livedream.server.settings import TOKEN_ENV
+
     p = subparsers.add_parser(
         "serve", help="web page and HTTP API to dream photos and steer the live stream",
         description="Serve the livedream page and API. Loopback only unless a token is set.")
@@ -40,32 +36,30 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="preset of the live stream (default realtime)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: one per core; 1 is "
                                                "steadier on a CPU shared with other busy programs)")
-    p.set_defaults(run=cmd_serve)
+    p.set_defaults(run=run)
     return p
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def require_web_extras(what: str = "serve") -> None:
+    """LivedreamError (one line) when the web packages are not installed."""
     try:
         import python_multipart  # noqa: F401 - for uploads
         import starlette  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as e:
-        print(f"livedream: error: serve needs the web extras ({e.name} is missing): "
-              "pip install 'livedream[serve]'", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        return _serve(args)
-    except LivedreamError as e:
-        print(f"livedream: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        raise LivedreamError(f"{what} needs the web extras ({e.name} is missing): "
+                             "pip install 'livedream[serve]'") from None
 
 
-def _serve(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    require_web_extras()
+    from livedream.server.settings import ServerSettings, resolve_token
+
     settings = ServerSettings(host=args.host, port=args.port, token=resolve_token(args.token),
                               model=args.model, layer=args.layer, queue_size=args.queue_size,
                               live_preset=args.live_preset, threads=args.threads)  # fails fast
-    from livedream.server.app import Service
-    from livedream.server.live_source import open_live_source
+    from livedream.io.live_sources import open_source, redact_url
+    from livedream.server.app import Service, create_app
     from livedream.server.runner import bind, make_server
 
     sock = bind(settings.host, settings.port)
@@ -74,13 +68,14 @@ def _serve(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(settings.threads)
     try:
-        source = open_live_source(args.source) if args.source else None
+        source = open_source(args.source, loop=True) if args.source else None
         with Service(settings, source=source, source_spec=args.source or "") as service:
-            server = make_server(service)
+            server = make_server(create_app(service), service.stop_streams)
             port = sock.getsockname()[1]
             print(f"livedream: serving on {_address(settings.host, port)}"
                   + ("" if settings.token is None else "  (add ?token=... or 'Authorization: Bearer ...')")
-                  + (f"  live: /stream.mjpg from {args.source}" if args.source else ""), flush=True)
+                  + (f"  live: /stream.mjpg from {redact_url(args.source)}" if args.source else ""),
+                  flush=True)
             server.run(sockets=[sock])
     finally:
         sock.close()

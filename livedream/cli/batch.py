@@ -1,9 +1,8 @@
 """`livedream batch`: dream many video files, or one long film in chunks, on this machine's cores
-(`--engine local`) or a Ray cluster (`--engine ray`), resumable from the manifest.
+(`--executor local`) or a Ray cluster (`--executor ray`), resumable from the manifest.
 
-`register(subparsers)` adds the command to the `livedream` parser; `python -m livedream.farm.cli`
-runs it alone. Exit codes: 0 every file done, 1 some file failed (each is named), 2 bad input or
-an engine that cannot start (one line), 130 Ctrl-C (re-run the same command to resume).
+Exit codes: 0 every file done, 1 some file failed (each is named), 2 bad input or an executor
+that cannot start (one line), 130 Ctrl-C (re-run the same command to resume).
 """
 
 from __future__ import annotations
@@ -12,12 +11,20 @@ import argparse
 import sys
 from typing import Any
 
-from livedream.cli import EXIT_INTERRUPTED, add_dream_options, add_video_options
+from livedream.cli.common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    VIDEO_EXTENSIONS,
+    add_dream_options,
+    add_video_options,
+    expand_inputs,
+    output_paths,
+    video_config_from_args,
+    video_params,
+)
 from livedream.errors import InputError
 
-__all__ = ["register", "cmd_batch"]
-
-EXIT_FAILED = 1
+__all__ = ["register", "run"]
 
 EPILOG = """\
 Outputs are named after their inputs (clip.avi -> OUTDIR/clip.mp4), as `livedream video` names
@@ -25,11 +32,11 @@ them. Files longer than 1.5x --chunk-seconds are cut at keyframes into chunks dr
 parallel, each started --warmup frames early and cross-faded into the next, then joined without
 re-encoding with the source's sound. OUTDIR/livedream-batch.json records every finished chunk:
 after a crash or Ctrl-C, the same command skips them.
-With --engine ray, inputs and OUTDIR must be at the same path on every node (shared storage).
+With --executor ray, inputs and OUTDIR must be at the same path on every node (shared storage).
 examples:
   livedream batch footage/ -o dreams/
   livedream batch film.mov -o dreams/ --chunk-seconds 30 --preset quality
-  livedream batch footage/ -o dreams/ --engine ray --address auto
+  livedream batch footage/ -o dreams/ --executor ray --address auto
 """
 
 
@@ -44,7 +51,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR",
                    help="output folder (or file name, for one input)")
     g = p.add_argument_group("farm")
-    g.add_argument("--engine", choices=["local", "ray"], default="local",
+    g.add_argument("--executor", "--engine", dest="executor", choices=["local", "ray"], default="local",
                    help="local: worker processes here (default); ray: a Ray cluster")
     g.add_argument("--address", help="Ray cluster address (auto, ray://host:10001); "
                                      "default: start a local one")
@@ -58,11 +65,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                         "the end of the chunk before (default 16; 0: chunks start cold)")
     g.add_argument("--retries", type=int, default=2, help="tries again per failing chunk (default 2)")
     g.add_argument("--crf", type=int, default=18, help="x264 quality, lower is better (default 18)")
-    g.add_argument("--presets-file", help="TOML file with more presets")
     g.add_argument("--quiet", action="store_true", help="no progress line")
     add_dream_options(p, default_preset="realtime")
     add_video_options(p)
-    p.set_defaults(run=cmd_batch)
+    p.set_defaults(run=run)
     return p
 
 
@@ -73,42 +79,35 @@ def _check_numbers(args: argparse.Namespace) -> None:
         (args.warmup >= 0, f"--warmup must be >= 0 frames, got {args.warmup}"),
         (args.retries >= 0, f"--retries must be >= 0, got {args.retries}"),
         (0 <= args.crf <= 51, f"--crf must be in 0..51, got {args.crf}"),
-        (args.engine == "ray" or args.address is None, "--address needs --engine ray"),
+        (args.executor == "ray" or args.address is None, "--address needs --executor ray"),
     ]
     for ok, message in checks:
         if not ok:
             raise InputError(message)
 
 
-def cmd_batch(args: argparse.Namespace) -> int:
-    from livedream.cli import (
-        VIDEO_EXTENSIONS,
-        _expand_inputs,
-        _output_paths,
-        config_params,
-        video_config_from_args,
-    )
+def run(args: argparse.Namespace) -> int:
     from livedream.farm.job import BatchOptions, run_batch
     from livedream.io.images import check_writable
 
     _check_numbers(args)
-    if args.engine == "ray":
-        from livedream.farm.ray_engine import import_ray
+    if args.executor == "ray":
+        from livedream.farm.ray_executor import import_ray
 
-        import_ray()  # before any work: EngineUnavailable says how to install it
-    inputs = _expand_inputs(args.inputs, VIDEO_EXTENSIONS, "video")
-    pairs = _output_paths(inputs, args.output, VIDEO_EXTENSIONS, keep_ext=(".mp4", ".mkv", ".mov"),
-                          default_ext=".mp4")
+        import_ray()  # before any work: ExecutorUnavailable says how to install it
+    inputs = expand_inputs(args.inputs, VIDEO_EXTENSIONS, "video")
+    pairs = output_paths(inputs, args.output, VIDEO_EXTENSIONS, keep_ext=(".mp4", ".mkv", ".mov"),
+                         default_ext=".mp4")
     for _, out in pairs:
         check_writable(out)
     cfg = video_config_from_args(args)
-    params = config_params(cfg.dream) | {k: str(v) for k, v in vars(cfg).items() if k != "dream"}
+    params = video_params(cfg)
     options = BatchOptions(
         chunk_seconds=args.chunk_seconds or None, warmup=args.warmup, retries=args.retries,
         crf=args.crf, metadata={"livedream": "; ".join(f"{k}={v}" for k, v in params.items())},
         progress=not args.quiet)
-    with _engine(args) as engine:
-        summary = run_batch(pairs, cfg, engine, options)
+    with _executor(args) as executor:
+        summary = run_batch(pairs, cfg, executor, options)
     for f in summary.files:
         for warning in f.warnings:
             print(f"livedream: warning: {f.input}: {warning}", file=sys.stderr)
@@ -132,11 +131,11 @@ def cmd_batch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _engine(args: argparse.Namespace) -> Any:
-    if args.engine == "ray":
-        from livedream.farm.ray_engine import RayEngine
+def _executor(args: argparse.Namespace) -> Any:
+    if args.executor == "ray":
+        from livedream.farm.ray_executor import RayExecutor
 
-        return RayEngine(args.address, workers=args.workers, retries=args.retries)
-    from livedream.farm.local import LocalEngine
+        return RayExecutor(args.address, workers=args.workers, retries=args.retries)
+    from livedream.farm.local import LocalExecutor
 
-    return LocalEngine(args.workers)
+    return LocalExecutor(args.workers)

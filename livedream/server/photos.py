@@ -1,8 +1,8 @@
-"""The served network: loaded once, shared by the HTTP dream worker and the live stream.
+"""The served network: loaded once, shared by the photo worker and the live stream.
 
 A `Dreamer` is not thread-safe (its network reads activations through hooks on shared modules),
 and two dreams at once on one CPU only slow each other down; so every dream holds one lock,
-`ImageEngine.lock` (a `DreamLock`), where a photo goes before the next live frame: someone is
+`PhotoDreamer.lock` (a `DreamLock`), where a photo goes before the next live frame: someone is
 waiting for the photo, while the live stream just shows its next frame a little later. The live
 pipeline gets the same Dreamer wrapped in `LockedDreamer`.
 
@@ -24,10 +24,11 @@ import torch
 
 from livedream.config import DreamConfig
 from livedream.dream import Dreamer, to_tensor
+from livedream.frame import compose
 from livedream.models.layer_table import LayerTable
 from livedream.server.params import DreamRequest
 
-__all__ = ["ImageEngine", "LockedDreamer", "DreamLock"]
+__all__ = ["PhotoDreamer", "LockedDreamer", "DreamLock"]
 
 _CACHED = 3  # Dreamers kept for other layers than the default (each holds a truncated network)
 
@@ -71,8 +72,8 @@ class DreamLock:
 
 
 class LockedDreamer:
-    """A Dreamer whose `dream` holds the engine's lock as a live frame; otherwise the same object
-    (for `Pipeline`)."""
+    """A Dreamer whose `dream` holds the photo dreamer's lock as a live frame; otherwise the same
+    object (for `Pipeline`)."""
 
     def __init__(self, dreamer: Dreamer, lock: DreamLock) -> None:
         self._dreamer, self._lock = dreamer, lock
@@ -85,7 +86,7 @@ class LockedDreamer:
         return getattr(self._dreamer, name)
 
 
-class ImageEngine:
+class PhotoDreamer:
     """Dreams photos with the one served model; a Dreamer per layer, built on first use, cached."""
 
     def __init__(self, layers: LayerTable, *, dream_side: int = 400, weights: str | None = None,
@@ -126,8 +127,4 @@ class ImageEngine:
         with self.lock.photo():
             y = dreamer.dream(x, req.config(dreamer.cfg))
         residual = (y - x)[0].permute(1, 2, 0).numpy()  # (h, w, 3) float32
-        if residual.shape[:2] != (h, w):
-            residual = cv2.resize(residual, (w, h), interpolation=cv2.INTER_LINEAR)
-        out = rgb.astype(np.float32)
-        out += residual if req.strength == 1.0 else req.strength * residual
-        return np.clip(out, 0, 255).astype(np.uint8)
+        return compose(rgb, residual, req.strength)

@@ -1,6 +1,6 @@
-"""What the job driver needs from an engine: run chunk tasks somewhere, report each as it ends.
+"""What the job driver needs from an executor: run chunk tasks somewhere, report each as it ends.
 
-Two engines: `LocalEngine` (processes on this machine) and `RayEngine` (a Ray cluster). The
+Two executors: `LocalExecutor` (processes on this machine) and `RayExecutor` (a Ray cluster). The
 driver (`livedream.farm.job`) keeps at most `capacity` tasks submitted, and handles retries,
 the manifest and the joins the same way for both.
 """
@@ -15,7 +15,7 @@ from livedream.errors import InputError
 from livedream.farm.chunk import ChunkResult, ChunkTask
 from livedream.farm.errors import ChunkError
 
-__all__ = ["Engine", "ClosingEngine", "Outcome", "describe"]
+__all__ = ["Executor", "ClosingExecutor", "Outcome", "describe"]
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class Outcome:
     retryable: bool = True
 
 
-class Engine(Protocol):
+class Executor(Protocol):
     name: str
     capacity: int  # tasks to keep submitted
 
@@ -41,14 +41,14 @@ class Engine(Protocol):
     def close(self) -> None:
         """Stop everything (tasks still running are abandoned). Safe to call twice."""
 
-    def __enter__(self) -> Engine: ...
+    def __enter__(self) -> Executor: ...
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None: ...
 
 
-class ClosingEngine:
-    """Base of the engines: `with engine:` closes it at the end, however the block ends."""
+class ClosingExecutor:
+    """Base of the executors: `with executor:` closes it at the end, however the block ends."""
 
     def close(self) -> None:
         raise NotImplementedError

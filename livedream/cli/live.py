@@ -1,9 +1,8 @@
 """`livedream live`: a camera, stream or file dreamed live into a window, a virtual camera, an
 MJPEG stream and / or a recording.
 
-`register(subparsers)` adds the command to the `livedream` parser; `python -m livedream.live_cli`
-runs it alone (same options, same exit codes): 0 done, 1 the source or a stage failed mid-run
-(the message says which), 2 bad input or an output that cannot start (one line), 130 Ctrl-C.
+Exit codes: 0 done, 1 the source or a stage failed mid-run (the message says which), 2 bad input
+or an output that cannot start (one line), 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -14,23 +13,25 @@ import logging
 import sys
 from typing import Any
 
-from livedream.cli import (
+from livedream.cli.common import (
+    EXIT_FAILED,
     EXIT_INTERRUPTED,
     add_dream_options,
     add_video_options,
+    setup_logging,
     video_config_from_args,
 )
 from livedream.errors import InputError
 
-__all__ = ["register", "cmd_live"]
-
-EXIT_FAILED = 1
+__all__ = ["register", "run"]
 
 EPILOG = """\
 sources: a camera index (0), a device path (/dev/video0), an rtsp:// or http:// URL, a video file
 (played at its own frame rate; --loop repeats it) or synthetic[:WxH[@FPS]] (a fake camera).
 window keys: q quit, space pause, n/p next/previous layer, +/- iterations, [ ] strength,
 s snapshot, i stats overlay.
+--mjpeg serves http://HOST:PORT/stream.mjpg with the same rules as `livedream serve`: only to
+this machine unless a token is set (--token or LIVEDREAM_TOKEN).
 examples:
   livedream live --source 0 --window
   livedream live --source 0 --vcam --mjpeg 8080          # a webcam for Zoom/OBS, and a browser view
@@ -39,7 +40,6 @@ examples:
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
-    """Add `live` to `subparsers` (from `parser.add_subparsers()`); the new parser."""
     p = subparsers.add_parser("live", help="dream a camera, stream or file live",
                               description="Dream a camera, a stream or a video file live into a window, "
                                           "a virtual camera, an MJPEG stream and / or a recording.",
@@ -56,7 +56,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--vcam-device", help="virtual camera device, e.g. /dev/video10")
     g.add_argument("--mjpeg", type=int, metavar="PORT", help="serve GET /stream.mjpg on this port")
     g.add_argument("--mjpeg-host", default="127.0.0.1",
-                   help="address to serve MJPEG on (default 127.0.0.1; 0.0.0.0: the network)")
+                   help="address to serve MJPEG on (default 127.0.0.1; any other needs a token)")
+    g.add_argument("--token", help="access token for --mjpeg beyond this machine (or set LIVEDREAM_TOKEN)")
     g.add_argument("--record", metavar="FILE", help="also record to this file (.mp4, .mkv, .mov)")
     g.add_argument("--snapshot-dir", default=".", help="where the window's s key saves (default .)")
     g = p.add_argument_group("run")
@@ -68,28 +69,24 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--stall-timeout", type=float, default=5.0,
                    help="seconds without a frame before a camera / stream counts as stalled")
     g.add_argument("--quiet", action="store_true", help="no stats lines, only warnings and errors")
-    g.add_argument("--presets-file", help="TOML file with more presets")
     add_dream_options(p, default_preset="realtime")
     add_video_options(p)
-    p.set_defaults(run=cmd_live)
+    p.set_defaults(run=run)
     return p
 
 
-def cmd_live(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    from livedream.cli.common import video_params
     from livedream.control import Control
-    from livedream.io.broadcast import Broadcast
-    from livedream.io.camera import FilePlaybackSource, open_source, source_size
     from livedream.io.images import check_writable
-    from livedream.io.live_sinks import (
-        MjpegServer,
-        RecordSink,
-        VirtualCameraSink,
-        WindowSink,
-        check_record_path,
-    )
-    from livedream.live import run_live
+    from livedream.io.live_sources import FilePlaybackSource, open_source, redact_url, source_size
+    from livedream.io.record import RecordSink, check_record_path
+    from livedream.io.vcam import VirtualCameraSink
+    from livedream.io.window import WindowSink
+    from livedream.live.keys import Steering
+    from livedream.live.run import run_live
 
-    _setup_logging(args.quiet)
+    setup_logging(args.quiet)
     if args.seconds is not None and args.seconds <= 0:
         raise InputError(f"--seconds must be > 0, got {args.seconds:g}")
     if args.mjpeg is not None and not 0 <= args.mjpeg <= 65535:
@@ -103,30 +100,31 @@ def cmd_live(args: argparse.Namespace) -> int:
         if args.report:
             check_writable(args.report)
         sinks: list[Any] = []
-        server = None
+        mjpeg_url = None
         if args.mjpeg is not None:
-            broadcast = Broadcast()
-            server = stack.enter_context(MjpegServer(broadcast, args.mjpeg, args.mjpeg_host))
-            stack.callback(broadcast.close)
-            sinks.append(broadcast)
+            stream, mjpeg_url = _start_mjpeg(stack, args)
+            sinks.append(stream)
         if args.record:
             check_record_path(args.record)
-        window = WindowSink(control, snapshot_dir=args.snapshot_dir) if args.window else None
-        if window is not None:
-            stack.callback(window.close)
+        window = None
+        if args.window:
+            window = stack.enter_context(WindowSink())
+            window.on_key = Steering(control, window, args.snapshot_dir)
         width, height = source_size(source)  # a camera is opened here (with its retries)
         fps = getattr(source, "fps", None) or 30.0
+        params = {"livedream": "; ".join(f"{k}={v}" for k, v in video_params(cfg).items())}
         if args.record:
             audio = source.path if isinstance(source, FilePlaybackSource) and source.info.has_audio else None
-            sinks.append(stack.enter_context(RecordSink(args.record, fps=fps, audio_source=audio)))
+            sinks.append(stack.enter_context(RecordSink(args.record, fps=fps, audio_source=audio,
+                                                        metadata=params)))
         if args.vcam:
             sinks.insert(0, stack.enter_context(VirtualCameraSink(
                 width, height, fps, backend=args.vcam_backend, device=args.vcam_device)))
-        logging.getLogger("livedream.live").info("source: %s, %dx%d", args.source, width, height)
-        info = {"source": args.source, "size": [width, height],
+        logging.getLogger("livedream.live").info("source: %s, %dx%d", redact_url(args.source), width, height)
+        info = {"source": redact_url(args.source), "size": [width, height],
                 "outputs": [type(s).__name__ for s in ([window] if window else []) + sinks],
-                "mjpeg": server.url if server is not None else None}
-        result = run_live(source, sinks, cfg, control=control, window=window, seconds=args.seconds,
+                "mjpeg": mjpeg_url}
+        result = run_live(source, sinks, control, window=window, seconds=args.seconds,
                           report_path=args.report, stats_every=args.stats_every, info=info)
     for error in result.sink_errors:
         print(f"livedream: error: {error}", file=sys.stderr)
@@ -139,12 +137,26 @@ def cmd_live(args: argparse.Namespace) -> int:
     return EXIT_FAILED if result.sink_errors else 0
 
 
-def _setup_logging(quiet: bool) -> None:
-    """Stats and notices on stderr as `livedream: ...` lines (unless the app set up logging)."""
-    logger = logging.getLogger("livedream")
-    if not logger.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("livedream: %(message)s"))
-        logger.addHandler(handler)
-        logger.propagate = False
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+def _start_mjpeg(stack: contextlib.ExitStack, args: argparse.Namespace) -> tuple[Any, str]:
+    """The MJPEG stream's sink, served on a thread by the app's stream routes (same guard as
+    `livedream serve`); (sink, its URL)."""
+    from livedream.cli.serve import require_web_extras
+    from livedream.server.settings import check_bind, resolve_token
+
+    require_web_extras("--mjpeg")
+    token = resolve_token(args.token)
+    check_bind(args.mjpeg_host, token)
+    from livedream.server.app import create_stream_app
+    from livedream.server.runner import ServerThread, bind
+    from livedream.server.stream import MjpegStream
+
+    sock = bind(args.mjpeg_host, args.mjpeg)
+    stream = MjpegStream()
+    server = ServerThread(create_stream_app(stream, token), stop_streams=stream.close, sock=sock,
+                          host=args.mjpeg_host)
+    stack.enter_context(server)
+    stack.callback(stream.close)
+    url = f"{server.url}/stream.mjpg"
+    logging.getLogger("livedream.live").info("MJPEG stream: %s%s", url,
+                                             "" if token is None else "?token=...")
+    return stream, url

@@ -1,4 +1,4 @@
-"""The Ray engine: one Ray task per chunk, on whatever cluster `ray.init` reaches.
+"""The Ray executor: one Ray task per chunk, on whatever cluster `ray.init` reaches.
 
 - Resources: on a cluster with GPUs each task asks for `num_gpus=1` (and dreams on the GPU Ray
   gives it, "cuda"); on a CPU-only cluster for `num_cpus=1` and one intra-op thread. These are
@@ -7,7 +7,7 @@
   keeps its model per process (`chunk.cached_dreamers`). GPU tasks set `max_calls=0`, since Ray
   would otherwise start a fresh process (and reload the model) for every GPU task.
 - A worker that dies is retried by Ray itself (`max_retries`); a task that raises comes back to
-  the driver, which retries it or not, as with the local engine. Results stream back as each
+  the driver, which retries it or not, as with the local executor. Results stream back as each
   task ends (`ray.wait`).
 - Inputs and the output folder must be at the same path on every node (a shared file system):
   workers read the inputs and write chunk files next to the outputs; only the driver joins.
@@ -22,20 +22,20 @@ from dataclasses import replace
 from typing import Any
 
 from livedream.farm.chunk import ChunkResult, ChunkTask, dream_chunk
-from livedream.farm.engine import ClosingEngine, Outcome, describe
-from livedream.farm.errors import EngineUnavailable
+from livedream.farm.errors import ExecutorUnavailable
+from livedream.farm.executor import ClosingExecutor, Outcome, describe
 
-__all__ = ["RayEngine", "import_ray"]
+__all__ = ["RayExecutor", "import_ray"]
 
-RAY_MISSING = "the ray engine needs Ray: pip install 'livedream[ray]'"
+RAY_MISSING = "the ray executor needs Ray: pip install 'livedream[ray]'"
 
 
 def import_ray() -> Any:
-    """The `ray` module, or EngineUnavailable with how to install it."""
+    """The `ray` module, or ExecutorUnavailable with how to install it."""
     try:
         import ray
     except ImportError:
-        raise EngineUnavailable(RAY_MISSING) from None
+        raise ExecutorUnavailable(RAY_MISSING) from None
     return ray
 
 
@@ -44,7 +44,7 @@ def _run(task: ChunkTask) -> ChunkResult:
     return dream_chunk(task)
 
 
-class RayEngine(ClosingEngine):
+class RayExecutor(ClosingExecutor):
     """Run chunk tasks on a Ray cluster: `address` ("auto", "ray://host:10001", ...) or, when
     None and Ray is not initialized yet, a local one with `workers` CPUs (default: all)."""
 
@@ -64,7 +64,7 @@ class RayEngine(ClosingEngine):
             except (ConnectionError, RuntimeError, ValueError) as error:
                 where = f"at {address}" if address else "here"
                 first = str(error).splitlines()[0] if str(error) else type(error).__name__
-                raise EngineUnavailable(f"cannot start or reach a Ray cluster {where} ({first})"
+                raise ExecutorUnavailable(f"cannot start or reach a Ray cluster {where} ({first})"
                                         ) from error
             self._owns = True
         resources = ray.cluster_resources()
@@ -84,7 +84,7 @@ class RayEngine(ClosingEngine):
 
     def submit(self, task: ChunkTask) -> None:
         if self._closed:
-            raise RuntimeError("RayEngine.submit() after close()")
+            raise RuntimeError("RayExecutor.submit() after close()")
         sent = task
         if self.gpus and all(d in ("cpu", "auto") for d in task.cfg.devices):
             sent = replace(task, cfg=task.cfg.replace(devices=("cuda",)))  # the GPU Ray gave it
