@@ -7,7 +7,6 @@ Dream workers read `Control.config` before each batch, so a change applies to th
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Callable
 
@@ -67,7 +66,7 @@ class Control:
                 if name == "preset" or value is None and name != "channel":
                     continue
                 if name == "layer":
-                    dream["layers"] = (str(value),)
+                    dream["layers"] = (_canonical(cfg.dream.model, str(value)),)
                 else:
                     (dream if STEERABLE[name] == "dream" else video)[name] = value
             cfg = cfg.replace(dream=cfg.dream.replace(**dream), **video)  # validates
@@ -88,17 +87,22 @@ class Control:
 def check_layer(cfg: VideoConfig) -> None:
     """ConfigError unless the layer exists in the network and the channel is in its range, so a
     bad value from a key or a request is refused here instead of stopping the running dream."""
-    table = _layer_table(cfg.dream.model)
+    from livedream.models.layer_table import layer_table  # needs torch: imported when steered
+
+    table = layer_table(cfg.dream.model)
     layer = cfg.dream.layers[0] if cfg.dream.layers else None
     try:
         count = table.channels(layer)
     except ValueError as e:  # ModelError included: an unknown layer, with the valid names
         raise ConfigError(str(e)) from None
-    check_channel(cfg.dream.channel, table.name(table.resolve(layer)), count)
+    check_channel(cfg.dream.channel, table.canonical(layer), count)
 
 
-@functools.cache
-def _layer_table(model: str):  # noqa: ANN202 - a LayerTable; imported here, as it needs torch
-    from livedream.models.layer_table import LayerTable
+def _canonical(model: str, layer: str) -> str:
+    """`layer`'s canonical name (see LayerTable); ConfigError with the valid names if unknown."""
+    from livedream.models.layer_table import layer_table
 
-    return LayerTable(model)
+    try:
+        return layer_table(model).canonical(layer)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None

@@ -16,7 +16,7 @@ from livedream.io.sinks import VideoFileSink
 from livedream.io.sources import VideoFileSource
 from livedream.io.video import VideoInfo, VideoReader, VideoWriter
 from livedream.pipeline import Pipeline, PipelineReport, StageError
-from livedream.progress import Progress
+from livedream.progress import progress_bar
 
 __all__ = ["VideoResult", "dream_video"]
 
@@ -49,7 +49,7 @@ def dream_video(src: str, dst: str, cfg: VideoConfig, dreamers: list[Dreamer], *
         expected = info.frames
         if reader.end_time is not None and info.fps > 0:  # a cut: about end_time * fps frames
             expected = round(reader.end_time * info.fps)
-        bar = Progress(expected, "dreaming", "frames", enabled=progress)
+        bar = progress_bar(expected, "frames", enabled=progress)
         pipeline = Pipeline(VideoFileSource(reader), [sink], cfg, dreamers,
                             on_frame=lambda _f: bar.update())
         if stop_hook is not None:

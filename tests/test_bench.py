@@ -12,10 +12,10 @@ import math
 import pytest
 
 from livedream.bench import SECTIONS, run_suite
-from livedream.cli import build_parser
-from livedream.cli import main as cli_main
 from livedream.bench.common import QUICK, ImageCase, Target, verdict
 from livedream.bench.report import to_markdown, write_plots
+from livedream.cli import build_parser
+from livedream.cli import main as cli_main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

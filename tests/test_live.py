@@ -21,7 +21,7 @@ import pytest
 from clips import make_clip, picture
 
 from livedream.cli import main as cli_main
-from livedream.config import ConfigError, video_preset
+from livedream.config import video_preset
 from livedream.control import Control
 from livedream.errors import InputError, OutputError
 from livedream.frame import Frame
@@ -391,17 +391,6 @@ def test_recording_of_a_file_source_keeps_its_sound(tmp_path, cfg, dreamers):
         assert len(frames) == rec.count and (frames[0].width, frames[0].height) == (96, 64)
         assert float(c.duration / av.time_base) == pytest.approx(1.0, abs=0.15)
     assert not live_threads()
-
-
-def test_control_refuses_a_layer_or_channel_the_network_lacks_and_keeps_its_config(cfg):
-    control = Control(cfg)
-    before = control.config
-    with pytest.raises(ConfigError, match="unknown layer"):
-        control.update(layer="block99")
-    with pytest.raises(ConfigError, match="out of range"):
-        control.update(layer="block3", channel=10_000)
-    assert control.config == before and control.version == 0
-    assert control.update(layer="block3", channel=5).dream.channel == 5
 
 
 def test_window_keys_steer_through_control(tmp_path, cfg, monkeypatch):

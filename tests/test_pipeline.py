@@ -7,8 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from livedream.config import ConfigError, video_preset
-from livedream.devices import resolve_devices
+from livedream.config import video_preset
 from livedream.frame import Frame, dream_size
 from livedream.io.sinks import ListSink, NullSink
 from livedream.io.sources import SyntheticSource
@@ -152,23 +151,3 @@ def test_dream_size_keeps_aspect_and_never_upscales():
     assert dream_size(640, 480, 320) == (320, 240)
     assert dream_size(200, 100, 320) == (200, 100)
     assert dream_size(641, 479, None) == (641, 479)
-
-
-def test_auto_devices_are_cpu_replicas_sharing_the_threads(monkeypatch):
-    import torch
-
-    import livedream.devices as devices
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert resolve_devices(("auto",), budget=2) == ("cpu", "cpu")
-    assert resolve_devices(("auto",), budget=16) == ("cpu",) * 4
-    assert resolve_devices(("cpu",), budget=16) == ("cpu",)
-    assert devices.worker_threads(("cpu",) * 4, budget=16) == 4
-    assert devices.worker_threads(("cpu", "cpu"), budget=1) == 1
-    with pytest.raises(ConfigError):
-        resolve_devices(("auto", "cpu"))
-    # With CUDA: every GPU, one replica each (the logic only; no GPU is needed to check it).
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    assert resolve_devices(("auto",), budget=2) == ("cuda:0", "cuda:1")
-    assert devices.worker_threads(("cuda:0", "cuda:1", "cpu"), budget=4) == 4

@@ -16,7 +16,7 @@ from livedream.errors import InputError, OutputError
 
 __all__ = [
     "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED", "Parser", "add_dream_options",
-    "add_video_options", "config_from_args", "video_config_from_args", "config_params",
+    "add_video_options", "config_from_args", "canonical_layers", "video_config_from_args", "config_params",
     "video_params", "expand_inputs", "output_paths", "setup_logging", "VIDEO_EXTENSIONS",
 ]
 
@@ -85,18 +85,30 @@ def _dream_overrides(args: argparse.Namespace) -> dict[str, object]:
 
 
 def config_from_args(args: argparse.Namespace, base: DreamConfig | None = None) -> DreamConfig:
-    return preset(args.preset, base, device=args.device, **_dream_overrides(args))
+    return canonical_layers(preset(args.preset, base, device=args.device, **_dream_overrides(args)))
 
 
 def video_config_from_args(args: argparse.Namespace) -> VideoConfig:
     extra = load_presets(args.presets_file) if args.presets_file else None
     devices = args.devices or args.device
-    return video_preset(
+    cfg = video_preset(
         args.preset, extra, **_dream_overrides(args), dream_width=args.dream_width,
         warm=False if args.no_warm else None, decay=args.decay, cold_iters=args.cold_iters,
         batch=args.batch, strength=args.strength,
         devices=tuple(d.strip() for d in devices.split(",")) if devices else None,
     )
+    return cfg.replace(dream=canonical_layers(cfg.dream))
+
+
+def canonical_layers(cfg: DreamConfig) -> DreamConfig:
+    """`cfg` with its layers in their canonical form (see LayerTable): friendly names where they
+    exist; ModelError (one line, exit 2) for a layer the network does not have."""
+    if not cfg.layers:
+        return cfg
+    from livedream.models.layer_table import layer_table  # torch: only once a command runs
+
+    table = layer_table(cfg.model)
+    return cfg.replace(layers=tuple(table.canonical(layer) for layer in cfg.layers))
 
 
 def _parse_layers(specs: list[str] | None) -> tuple[tuple[str, ...] | None, tuple[float, ...] | None]:

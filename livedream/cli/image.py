@@ -49,13 +49,13 @@ def run(args: argparse.Namespace) -> int:
     guide = read_image(args.guide) if args.guide else None
 
     from livedream.dream import Dreamer, to_image, to_tensor
-    from livedream.progress import Progress
+    from livedream.progress import progress_bar
 
     dreamer = Dreamer(cfg)
     if guide is not None:
         dreamer.set_guide(to_tensor(guide))
     params = config_params(cfg) | ({"guide": os.path.basename(args.guide)} if args.guide else {})
-    bar = Progress(len(pairs), "dreaming", "images", enabled=len(pairs) > 1)
+    bar = progress_bar(len(pairs), "images", enabled=len(pairs) > 1)
     for src, out in pairs:
         rgb = read_image(src)
         result = to_image(dreamer.dream(to_tensor(rgb)))[0]

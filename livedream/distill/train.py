@@ -29,6 +29,7 @@ from livedream.student.losses import (
     LossWeights,
     objective_shortfall,
     shift_pair,
+    size_loss,
     stability_loss,
     texture_loss,
     tone_loss,
@@ -158,9 +159,9 @@ class Trainer:
             "texture": texture_loss({p: feats_y[p] for p in self.texture_paths},
                                     {p: feats_t[p] for p in self.texture_paths}),
             "tone": tone_loss(ya, ta),
-            "size": (ra.abs().mean(dim=(1, 2, 3)) - (ta - xa).abs().mean(dim=(1, 2, 3))).abs(),
+            "size": size_loss(ra, xa, ta),
             "stability": stability_loss(ra, rb, shift),
-            "range": (F.relu(ya - 255.0) + F.relu(-ya)).mean(dim=(1, 2, 3)),
+            "range": ((F.relu(ya - 255.0) + F.relu(-ya)) / 10.0).pow(2).mean(dim=(1, 2, 3)),
         }
         scale = asdict(w) | {"range": 1.0}
         loss = sum(scale[k] * v.mean() for k, v in parts.items())

@@ -16,6 +16,7 @@ import shutil
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from livedream.config import VideoConfig
 from livedream.errors import LivedreamError
@@ -26,7 +27,7 @@ from livedream.farm.faults import Fault
 from livedream.farm.join import Part, join_chunks
 from livedream.farm.manifest import ChunkRecord, Manifest, fingerprint
 from livedream.farm.plan import FilePlan, plan_file
-from livedream.progress import Progress
+from livedream.progress import progress_bar
 
 __all__ = ["BatchOptions", "FileReport", "BatchSummary", "run_batch", "CHUNK_FOLDER"]
 
@@ -110,7 +111,7 @@ def run_batch(pairs: Sequence[tuple[str, str]], cfg: VideoConfig, executor: Exec
         if job is not None:
             files[job.name] = job
     total = sum(t.chunk.frames for t in queue)
-    bar = Progress(total or None, "dreaming", "frames", enabled=options.progress and total > 0)
+    bar = progress_bar(total or None, "frames", enabled=options.progress and total > 0)
     running = 0
     try:
         for job in list(files.values()):
@@ -190,7 +191,7 @@ def _prepare(report: FileReport, cfg: VideoConfig, options: BatchOptions, manife
 
 
 def _finished(job: _File, outcome: Outcome, manifest: Manifest, folder: str, run: str,
-              bar: Progress) -> None:
+              bar: Any) -> None:
     result = outcome.result
     assert result is not None
     record = ChunkRecord(os.path.relpath(result.path, folder), result.frames, result.first_pts,

@@ -3,18 +3,30 @@ steering)."""
 
 from __future__ import annotations
 
+import functools
 import threading
 
 from livedream.models import LayerInfo, model_spec
 
-__all__ = ["LayerTable"]
+__all__ = ["LayerTable", "layer_table"]
+
+
+@functools.cache
+def layer_table(model: str) -> LayerTable:
+    """The (shared, thread-safe) LayerTable of `model`."""
+    return LayerTable(model)
 
 
 class LayerTable:
     """Layers of one model, from its bare architecture (no weights loaded): names, paths, channels.
 
-    `resolve` accepts a friendly name (`block9`) or a dotted module path and raises ValueError with
-    the valid names otherwise; `channels` counts a layer's channels (the range of "Filter").
+    Inside the program a layer has one form, its *canonical* name: the friendly name where it has
+    one (`block9`), else its dotted module path (`blocks.9._depthwise_conv`). The edges (the
+    command line, the app's requests, live steering) turn what users give into it with
+    `canonical`; the engine turns it into a module path when it loads a network.
+
+    `resolve` accepts either form and raises ModelError (a ValueError) with the valid names
+    otherwise; `channels` counts a layer's channels (the range of "Filter").
     """
 
     def __init__(self, model: str) -> None:
@@ -29,6 +41,10 @@ class LayerTable:
     def resolve(self, layer: str | None) -> str:
         """The dotted module path of `layer` (None: the default layer); ModelError (a ValueError)."""
         return self._net.resolve(layer or self.default)
+
+    def canonical(self, layer: str | None) -> str:
+        """The canonical name of `layer` (None: the default layer); ModelError if unknown."""
+        return self.name(self.resolve(layer))
 
     def name(self, path: str) -> str:
         """The friendly name of `path` if it has one, else the path."""

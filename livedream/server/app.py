@@ -76,7 +76,7 @@ class Service:
         self.settings = settings
         self.started = time.monotonic()
         self.layers = photos.layers if photos is not None else LayerTable(settings.model)
-        layer = self.layers.name(self.layers.resolve(settings.layer))  # ModelError for a bad one
+        layer = self.layers.canonical(settings.layer)  # ModelError for a bad one
         self.photos = photos or PhotoDreamer(self.layers, dream_side=settings.dream_side)
         self.worker = DreamWorker(settings.queue_size)
         self.control = Control(video_preset(settings.live_preset, model=settings.model, layers=(layer,)))
@@ -96,7 +96,7 @@ class Service:
         """The live stream's Dreamer for `cfg`'s layer: the photos' cached one, behind their lock
         (called by the live pipeline's worker when the layer changes)."""
         layer = cfg.layers[0] if cfg.layers else None
-        return self.photos.locked(self.photos.dreamer(self.layers.resolve(layer)))  # type: ignore[return-value]
+        return self.photos.locked(self.photos.dreamer(self.layers.canonical(layer)))  # type: ignore[return-value]
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.worker.start()
@@ -175,7 +175,7 @@ def create_app(service: Service) -> Guard:
             raise HTTPProblem(400, "body must be a JSON object, e.g. {\"filter\": 3, \"level\": 2}") from None
         changes = parse_live_changes(body, settings, service.layers, service.control.params())
         if changes.get("layer"):  # load it here, not in the middle of the live stream
-            await run_in_threadpool(service.photos.dreamer, service.layers.resolve(str(changes["layer"])))
+            await run_in_threadpool(service.photos.dreamer, str(changes["layer"]))
         try:
             service.control.update(**changes)
         except ConfigError as e:
@@ -356,7 +356,7 @@ def _params_body(service: Service) -> dict[str, Any]:
     s = service.settings
     return {
         "live": service.live is not None, "params": service.control.params(),
-        "image_defaults": {"layer": service.layers.name(service.layers.resolve(s.layer)), "filter": None,
+        "image_defaults": {"layer": service.layers.canonical(s.layer), "filter": None,
                            "level": s.level, "detail": s.detail, "strength": 1.0, "dream_side": s.dream_side},
         "limits": {"level": [0, s.max_level], "detail": [1, s.max_detail], "strength": [0, 4],
                    "upload_bytes": s.max_upload, "pixels": s.max_pixels},

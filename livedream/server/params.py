@@ -30,7 +30,7 @@ _LIVE_FIELDS = ("layer", "channel", "iters", "octaves", "step", "strength", "dec
 
 @dataclass(frozen=True)
 class DreamRequest:
-    """One image dream, checked. `layer` is a dotted module path of the served model."""
+    """One image dream, checked. `layer`: the canonical name of a layer of the served model."""
 
     layer: str
     channel: int | None  # None: the whole layer
@@ -48,7 +48,7 @@ class DreamRequest:
 
     def describe(self, layers: LayerTable) -> dict[str, str]:
         channel = "all" if self.channel is None else str(self.channel)
-        return {"layer": layers.name(self.layer), "filter": channel,
+        return {"layer": self.layer, "filter": channel,
                 "level": str(self.iters), "detail": str(self.octaves), "step": str(self.step),
                 "strength": str(self.strength)}
 
@@ -112,7 +112,7 @@ def parse_live_changes(body: object, settings: ServerSettings, layers: LayerTabl
         if not isinstance(changes["layer"], str):
             raise HTTPProblem(400, f"layer must be a name like {layers.default!r}, "
                                    f"got {_show(changes['layer'])}")
-        out["layer"] = layers.name(_layer(changes["layer"], layers))
+        out["layer"] = _layer(changes["layer"], layers)
     for name, lo, hi in (("iters", 0, settings.max_level), ("octaves", 1, settings.max_detail)):
         if name in changes:
             out[name] = _json_int(name, changes[name], lo, hi)
@@ -169,8 +169,9 @@ def _range(name: str, value: float, lo: float, hi: float) -> float:
 
 
 def _layer(layer: str | None, layers: LayerTable) -> str:
+    """The canonical name of `layer` (None: the server's default); 400 if the model lacks it."""
     try:
-        return layers.resolve(layer.strip() if layer else None)
+        return layers.canonical(layer.strip() if layer else None)
     except ValueError as e:
         raise HTTPProblem(400, str(e)) from None
 
@@ -187,7 +188,7 @@ def _channel_value(name: str, channel: int, layer: str, layers: LayerTable) -> i
     except ValueError as e:
         raise HTTPProblem(400, str(e)) from None
     try:
-        check_channel(channel, layers.name(layers.resolve(layer)), count, name)
+        check_channel(channel, layer, count, name)
     except ConfigError as e:
         raise HTTPProblem(400, str(e)) from None
     return channel

@@ -97,17 +97,18 @@ class PhotoDreamer:
         self.lock = DreamLock()  # one dream at a time, photos before live frames
         self._cache_lock = threading.Lock()
         self._dreamers: collections.OrderedDict[str, Dreamer] = collections.OrderedDict()
-        self.default = self.dreamer(layers.resolve(None))  # loads the network now, once
+        self.default = self.dreamer(layers.canonical(None))  # loads the network now, once
 
     def dreamer(self, layer: str) -> Dreamer:
-        """The Dreamer for `layer` (a dotted path), loading it if new; the default is never evicted."""
+        """The Dreamer for `layer` (a canonical name), loading it if new; the default is never
+        evicted."""
         with self._cache_lock:
             if layer in self._dreamers:
                 self._dreamers.move_to_end(layer)
                 return self._dreamers[layer]
-            dreamer = Dreamer(self.base.replace(layers=(self.layers.name(layer),)))
+            dreamer = Dreamer(self.base.replace(layers=(layer,)))
             self._dreamers[layer] = dreamer
-            default = self.layers.resolve(None)
+            default = self.layers.canonical(None)
             while len(self._dreamers) > _CACHED + 1:
                 oldest = next(k for k in self._dreamers if k != default)
                 del self._dreamers[oldest]

@@ -25,16 +25,22 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["LossWeights", "gram", "texture_loss", "tone_loss", "shift_pair", "objective_shortfall"]
+__all__ = [
+    "LossWeights", "gram", "texture_loss", "tone_loss", "size_loss", "stability_loss", "shift_pair",
+    "objective_shortfall",
+]
 
 
 @dataclass(frozen=True)
 class LossWeights:
-    objective: float = 1.0
+    """Each loss's weight. The objective leads; the others are squared, so their pull fades as
+    they are met instead of fighting the objective with a constant push (as L1 terms did)."""
+
+    objective: float = 3.0
     texture: float = 1.0
-    tone: float = 0.02  # per pixel level of the 1/16-size picture's mean difference
-    size: float = 0.05  # per pixel level of mean |residual| difference
-    stability: float = 0.05  # per pixel level of mean |residual difference| after the shift
+    tone: float = 0.1  # per (10 levels)^2 of the 1/16-size pictures' difference
+    size: float = 0.1  # per (10 levels)^2 of mean |residual| above the teacher's
+    stability: float = 0.1  # per (10 levels)^2 of the residual's change after the shift
 
 
 def gram(f: torch.Tensor) -> torch.Tensor:
@@ -55,9 +61,15 @@ def texture_loss(feats_y: dict[str, torch.Tensor], feats_t: dict[str, torch.Tens
 
 
 def tone_loss(y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """(B,) mean |difference| of the 1/16-size pictures, in pixel levels."""
+    """(B,) mean squared difference of the 1/16-size pictures, in (10 levels)^2."""
     low = (F.avg_pool2d(v, 16, ceil_mode=True) for v in (y, t))
-    return (next(low) - next(low)).abs().mean(dim=(1, 2, 3))
+    return ((next(low) - next(low)) / 10.0).pow(2).mean(dim=(1, 2, 3))
+
+
+def size_loss(r: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """(B,) how far the residual's mean magnitude exceeds the teacher's, in (10 levels)^2."""
+    excess = F.relu(r.abs().mean(dim=(1, 2, 3)) - (t - x).abs().mean(dim=(1, 2, 3)))
+    return (excess / 10.0).pow(2)
 
 
 def objective_shortfall(obj_y: torch.Tensor, obj_t: torch.Tensor, obj_x: torch.Tensor) -> torch.Tensor:
@@ -81,13 +93,13 @@ def shift_pair(x: torch.Tensor, size: int, generator: torch.Generator) -> tuple[
 
 def stability_loss(r_a: torch.Tensor, r_b: torch.Tensor, shift: tuple[int, int], margin: int = 16
                    ) -> torch.Tensor:
-    """(B,) mean |r_a - r_b| where the two crops overlap (away from their borders by `margin`):
-    a residual that moves with the picture gives 0."""
+    """(B,) mean squared r_a - r_b in (10 levels)^2 where the two crops overlap (away from their
+    borders by `margin`): a residual that moves with the picture gives 0."""
     dy, dx = shift
     h, w = r_a.shape[-2:]
     a = r_a[..., dy + margin:h - margin, dx + margin:w - margin]
     b = r_b[..., margin:h - dy - margin, margin:w - dx - margin]
-    return (a - b).abs().mean(dim=(1, 2, 3))
+    return ((a - b) / 10.0).pow(2).mean(dim=(1, 2, 3))
 
 
 Objective = Callable[[dict[str, torch.Tensor]], torch.Tensor]  # features -> (B,) objective
