@@ -111,9 +111,17 @@ class VideoConfig:
     # One model replica per device, frames dealt in turn; "auto": see devices.resolve_devices.
     devices: tuple[str, ...] = ("auto",)
     strength: float = 1.0  # the dream residual is scaled by this when added to the frame
+    # A student dreams instead of gradient ascent: None (never), "auto" (the shipped one for
+    # the layer, where there is one) or a weights file from `livedream distill`.
+    student: str | None = None
+    # Student only: the share of the previous frame's dream, moved by optical flow, kept in this
+    # frame's where the flow holds (the rest is the student's new dream): less flicker, less
+    # quick to follow new content.
+    blend: float = 0.6
 
     def __post_init__(self) -> None:
         checks = [
+            (0.0 <= self.blend < 1.0, f"blend must be in 0..1 (1 excluded), got {self.blend}"),
             (self.dream_width is None or self.dream_width >= 32,
              f"dream width must be >= 32, got {self.dream_width}"),
             (0.0 <= self.decay <= 1.0, f"decay must be in 0..1, got {self.decay}"),

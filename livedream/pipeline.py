@@ -26,15 +26,20 @@ import cv2
 import numpy as np
 import torch
 
-from livedream.config import DreamConfig, VideoConfig
+from livedream.config import VideoConfig
 from livedream.control import Control
 from livedream.devices import resolve_devices, worker_threads
 from livedream.dream import Dreamer
 from livedream.errors import LivedreamError
 from livedream.frame import Frame, compose, dream_size
+from livedream.student import student_for
+from livedream.student.dreamer import StudentDreamer
 from livedream.temporal import WarmStart
 
-__all__ = ["Sink", "Pipeline", "PipelineReport", "StageError", "build_dreamers"]
+__all__ = [
+    "Sink", "Pipeline", "PipelineReport", "StageError", "DreamSource", "build_dreamers", "dreamer_for",
+    "fits",
+]
 
 _END = object()  # end-of-stream marker
 _POLL = 0.05  # seconds between checks of the stop event while waiting on a queue
@@ -83,10 +88,31 @@ class PipelineReport:
         }
 
 
-def build_dreamers(cfg: VideoConfig) -> list[Dreamer]:
-    """One model replica per device in `cfg.devices` (repeats allowed: `cpu,cpu`; `auto`: see
+DreamSource = Dreamer | StudentDreamer  # what a dream worker dreams with
+
+
+def dreamer_for(cfg: VideoConfig, device: str) -> DreamSource:
+    """The dream source for `cfg` on `device`: its student (see `student.student_for`), else a
+    Dreamer (gradient ascent)."""
+    student = student_for(cfg)
+    if student is not None:
+        return StudentDreamer(student, device=device, precision=cfg.dream.precision)
+    return Dreamer(cfg.dream.replace(device=device))
+
+
+def fits(dreamer: DreamSource, cfg: VideoConfig) -> bool:
+    """True when `dreamer` dreams what `cfg` asks for (same student, or same network)."""
+    student = student_for(cfg)
+    path = getattr(dreamer, "student_path", None)
+    if student is not None or path is not None:
+        return student is not None and path == student.path
+    return dreamer.same_network(cfg.dream.replace(device=str(dreamer.device)))  # type: ignore[union-attr]
+
+
+def build_dreamers(cfg: VideoConfig) -> list[DreamSource]:
+    """One replica per device in `cfg.devices` (repeats allowed: `cpu,cpu`; `auto`: see
     `devices.resolve_devices`)."""
-    return [Dreamer(cfg.dream.replace(device=d)) for d in resolve_devices(cfg.devices)]
+    return [dreamer_for(cfg, d) for d in resolve_devices(cfg.devices)]
 
 
 class _Queue:
@@ -156,14 +182,14 @@ class Pipeline:
 
     `cfg`: the parameters, or a `Control` holding them, through which they may change while
     running (live steering): each dream worker reads them before each batch. `dreamers`: one per
-    device (see `build_dreamers`). When the network itself changes (another layer), a worker gets
-    its new replica from `dreamer_for(config)` (default: a new Dreamer), in its own thread.
+    device (see `build_dreamers`). When the network itself changes (another layer, a student),
+    a worker gets its new replica from `dreamer_for(config, device)`, in its own thread.
     """
 
     def __init__(self, frames: Iterable[Frame], sinks: list[Sink], cfg: VideoConfig | Control,
                  dreamers: list[Dreamer], *, live: bool = False, queue_size: int = 4,
                  on_frame: Callable[[Frame], None] | None = None,
-                 dreamer_for: Callable[[DreamConfig], Dreamer] = Dreamer) -> None:
+                 dreamer_for: Callable[[VideoConfig, str], DreamSource] = dreamer_for) -> None:
         if not dreamers:
             raise ValueError("at least one Dreamer is needed")
         self.frames, self.sinks, self.dreamers = frames, sinks, dreamers
@@ -185,7 +211,7 @@ class Pipeline:
         self.q_sink = mk("sink", size)
         self.report = PipelineReport()
         # The caller's torch threads are shared out among the CPU replicas' workers.
-        self._threads = worker_threads([d.cfg.device for d in dreamers])
+        self._threads = worker_threads([str(d.device) for d in dreamers])
         self._busy: dict[str, float] = {}
         self._errors: list[StageError] = []
         self._first_index: int | None = None  # the source's first sequence number
@@ -305,7 +331,10 @@ class Pipeline:
             self.warm.decay = cfg.decay
             ended = self._fill(q, batch, cfg.batch)
             t = time.perf_counter()
-            self._dream_batch(dreamer, batch, cfg)
+            if isinstance(dreamer, StudentDreamer) or hasattr(dreamer, "student_path"):
+                self._student_batch(dreamer, batch, cfg)  # type: ignore[arg-type]
+            else:
+                self._dream_batch(dreamer, batch, cfg)  # type: ignore[arg-type]
             self._account("dream", time.perf_counter() - t)
             for frame in batch:
                 self.q_post.put(frame)
@@ -313,13 +342,12 @@ class Pipeline:
                 break
         self.q_post.put(_END)
 
-    def _dreamer(self, i: int, cfg: VideoConfig) -> Dreamer:
-        """Worker i's replica, rebuilt when the network fields changed (e.g. another layer)."""
+    def _dreamer(self, i: int, cfg: VideoConfig) -> DreamSource:
+        """Worker i's replica, rebuilt when what dreams changed (another layer, a student)."""
         dreamer = self.dreamers[i]
-        wanted = cfg.dream.replace(device=dreamer.cfg.device)
-        if not dreamer.same_network(wanted):
-            dreamer = self.dreamers[i] = self.dreamer_for(wanted)
-            self.warm.reset()  # the old residual belongs to another layer
+        if not fits(dreamer, cfg):
+            dreamer = self.dreamers[i] = self.dreamer_for(cfg, str(dreamer.device))
+            self.warm.reset()  # the old residual belongs to another dream
         return dreamer
 
     def _fill(self, q: _Queue, batch: list[Frame], size: int) -> bool:
@@ -370,6 +398,24 @@ class Pipeline:
                                  start=warm_starts[frame.index])
         with self._lock:
             self.report.cold_starts += sum(cold)
+
+    def _student_batch(self, dreamer: StudentDreamer, batch: list[Frame], cfg: VideoConfig) -> None:
+        """The student's full-size dream of each frame, blended with the one before (moved by
+        optical flow) where the flow holds: the chain's state is the frame's residual."""
+        x = torch.from_numpy(np.stack([f.rgb for f in batch])).permute(0, 3, 1, 2).float()
+        dreams = dreamer.residual(x).permute(0, 2, 3, 1).numpy()  # (B, H, W, 3)
+        cold = 0
+        for k in sorted(range(len(batch)), key=lambda k: batch[k].index):  # the chain's order
+            frame = batch[k]
+            if cfg.warm:
+                frame.residual, blended = self.warm.blend(self._chain_index(frame), frame.small,
+                                                          dreams[k], cfg.blend)
+            else:
+                frame.residual, blended = dreams[k], False
+            frame.cut = not blended
+            cold += frame.cut
+        with self._lock:
+            self.report.cold_starts += cold
 
     def _chain_index(self, frame: Frame) -> int:
         """The frame's place in the warm-start chain: its position in the run (ordered mode,

@@ -64,7 +64,7 @@ class Flow:
         if not 0.0 < scale <= 1.0:
             raise ValueError(f"flow scale must be in (0, 1], got {scale}")
         self.scale = scale
-        self._dis = cv2.DISOpticalFlow_create(preset)
+        self._dis = cv2.DISOpticalFlow.create(preset)
         if patch_size is not None:
             self._dis.setPatchSize(patch_size)
         if patch_stride is not None:
@@ -79,11 +79,12 @@ class Flow:
         # DIS asserts contiguous uint8 input (a crop or a slice of a frame is not).
         curr, prev = gray(curr_gray), gray(prev_gray)
         sw, sh = max(8, round(w * self.scale)), max(8, round(h * self.scale))
+        # calc's `flow` may be None (a new array), which OpenCV's stub does not allow for
         if (sw, sh) == (w, h):
-            return self._dis.calc(curr, prev, None)  # (H, W, 2)
+            return self._dis.calc(curr, prev, None)  # type: ignore[call-overload]  # (H, W, 2)
         curr = cv2.resize(curr, (sw, sh), interpolation=cv2.INTER_AREA)
         prev = cv2.resize(prev, (sw, sh), interpolation=cv2.INTER_AREA)
-        small = self._dis.calc(curr, prev, None)  # (sh, sw, 2)
+        small = self._dis.calc(curr, prev, None)  # type: ignore[call-overload]  # (sh, sw, 2)
         flow = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)  # (H, W, 2)
         flow[..., 0] *= w / sw
         flow[..., 1] *= h / sh
@@ -111,7 +112,9 @@ def _remap(img: np.ndarray, coords: np.ndarray) -> np.ndarray:
         # ~1.5x (float) to 2x (uint8) faster at 320x240, conversions included.
         out = _remap(cv2.cvtColor(img, cv2.COLOR_RGB2RGBA), coords)
         return cv2.cvtColor(out, cv2.COLOR_RGBA2RGB)
-    return cv2.remap(img, coords, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    # map2 may be None (all coordinates in map1), which OpenCV's stub does not allow for
+    return cv2.remap(img, coords, None, cv2.INTER_LINEAR,  # type: ignore[call-overload]
+                     borderMode=cv2.BORDER_REPLICATE)
 
 
 def warp(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
@@ -183,6 +186,7 @@ class Start:
     cut: bool = False  # a dream was stored but could not be used (scene cut, flow failed)
     gap: int = 0  # frame index minus the stored dream's index (0 when nothing was stored)
     valid: float = 0.0  # fraction of the frame explained by the warp (mean of the mask)
+    weight: np.ndarray | None = None  # (H, W) float32 mask x decay the residual was multiplied by
 
 
 class WarmStart:
@@ -276,11 +280,41 @@ class WarmStart:
         if src.shape != (h, w):
             src = cv2.resize(src, (w, h), interpolation=cv2.INTER_AREA)
         res = np.array(residual, dtype=np.float32, copy=True)  # the caller may reuse its array
-        warm = start is not None and start.residual is not None and start.residual.shape == res.shape
-        if warm and before is not None and before != index - start.gap:  # type: ignore[union-attr]
+        if (start is not None and start.residual is not None and start.residual.shape == res.shape
+                and before is not None and before != index - start.gap):  # a warm start, not the chain's
             carried = self._start_from(before, source_rgb)  # the dream before, warped here
             if carried.residual is not None and carried.residual.shape == res.shape:
-                res = carried.residual + (res - start.residual)  # type: ignore[union-attr]
+                res = carried.residual + (res - start.residual)
+        return self._store(index, src, res)
+
+    def blend(self, index: int, source_rgb: np.ndarray, dream: np.ndarray,
+              keep: float) -> tuple[np.ndarray, bool]:
+        """A student's dream `dream` (H, W, 3) float32 for frame `index` (whose picture at flow
+        size is `source_rgb`), blended with the dream before it moved onto this frame: where the
+        flow holds, `keep` of the old and the rest of the new. Stored as the chain's state and
+        returned, with True when it was blended. Ordered mode waits for the dream before; newest
+        mode blends with the newest. With nothing before (or a scene cut) `dream` stays as it is."""
+        if dream.ndim != 3 or dream.shape[2] != 3:
+            raise ValueError(f"expected a dream residual (H, W, 3), got {dream.shape}")
+        if self.lag is None:
+            with self._cond:
+                before = max(self._states, default=None)
+        else:
+            before = index - 1 if index > 0 else None
+            if before is not None and not self._wait_for(before):
+                return dream, False
+        out = np.array(dream, dtype=np.float32, copy=True)
+        blended = False
+        if before is not None and keep > 0:
+            carried = self._start_from(before, source_rgb, keep)
+            if carried.residual is not None and carried.weight is not None:
+                # out = carried + (1 - weight) * dream, weight = keep x mask (per pixel)
+                fresh = cv2.multiply(out, cv2.merge([1.0 - carried.weight] * 3))
+                out, blended = cv2.add(carried.residual, fresh), True
+        self._store(index, gray(source_rgb), out)
+        return out, blended
+
+    def _store(self, index: int, src: np.ndarray, res: np.ndarray) -> bool:
         with self._cond:
             if self.lag is None:
                 newest = max(self._states, default=None)
@@ -312,7 +346,7 @@ class WarmStart:
         if ref is None:
             return Start(None)
         start = self._start_from(ref, rgb)
-        return Start(start.residual, start.cut, index - ref, start.valid)
+        return Start(start.residual, start.cut, index - ref, start.valid, start.weight)
 
     # -- inside ---------------------------------------------------------------------------------
     def _wait_for(self, index: int) -> bool:
@@ -321,8 +355,13 @@ class WarmStart:
             self._cond.wait_for(lambda: index in self._states or self._aborted)
             return not self._aborted
 
-    def _start_from(self, ref: int, rgb: np.ndarray) -> Start:
-        """The stored state of frame `ref` warped onto `rgb`, masked and decayed (gap unset)."""
+    def _start_from(self, ref: int, rgb: np.ndarray, decay: float | None = None) -> Start:
+        """The stored state of frame `ref` warped onto `rgb`, masked and decayed (gap unset).
+
+        The flow is computed between the grey pictures at `rgb`'s size; a residual stored at
+        another size (a student's full-size dream, flow taken at dream size) is warped at its
+        own size with the flow brought to it. `Start.weight` is the mask times the decay at the
+        residual's size."""
         with self._cond:
             state = self._states.get(ref)
         if state is None:  # reset meanwhile
@@ -331,18 +370,26 @@ class WarmStart:
         curr = gray(rgb)
         h, w = curr.shape
         if prev.shape != (h, w):  # the dream size changed: bring the stored dream to it
+            if residual.shape[:2] == prev.shape:  # (a student's full-size residual stays as it is)
+                residual = cv2.resize(residual, (w, h), interpolation=cv2.INTER_LINEAR)
             prev = cv2.resize(prev, (w, h), interpolation=cv2.INTER_AREA)
-            residual = cv2.resize(residual, (w, h), interpolation=cv2.INTER_LINEAR)
-        flow = self._flow().backward(curr, prev)  # (H, W, 2)
+        flow = self._flow().backward(curr, prev)  # (h, w, 2)
         coords = _coords(flow)
-        mask = _mask(curr, prev, coords, _MASK_LOW, _MASK_HIGH)  # (H, W)
+        mask = _mask(curr, prev, coords, _MASK_LOW, _MASK_HIGH)  # (h, w)
         valid = float(mask.mean())
         if valid < self.cut_threshold:
             return Start(None, cut=True, valid=valid)
-        mask *= self.decay
+        mask *= self.decay if decay is None else decay
+        rh, rw = residual.shape[:2]
+        if (rh, rw) != (h, w):  # warp the residual at its own size
+            flow = cv2.resize(flow, (rw, rh), interpolation=cv2.INTER_LINEAR)
+            flow[..., 0] *= rw / w
+            flow[..., 1] *= rh / h
+            coords = _coords(flow)
+            mask = cv2.resize(mask, (rw, rh), interpolation=cv2.INTER_LINEAR)
         start = _remap(residual, coords)  # (H, W, 3)
         start = cv2.multiply(start, cv2.merge([mask, mask, mask]))  # ~6x numpy's broadcast
-        return Start(start, cut=False, valid=valid)
+        return Start(start, cut=False, valid=valid, weight=mask)
 
     def _flow(self) -> Flow:
         flow: Flow | None = getattr(self._local, "flow", None)

@@ -87,22 +87,24 @@ def run_suite(plan: Plan, sections: Sequence[str] = SECTIONS, *, threads: int | 
         torch.set_num_threads(threads)
     env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
     started = time.perf_counter()
-    data: dict[str, object] = {"meta": {
+    meta: dict[str, object] = {
         "plan": plan.name, "command": command or "livedream bench",
         "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "threads": torch.get_num_threads(), "wall_seconds": 0.0,
         "note": "the CPU may have been shared with other work: see sections.*.load_before/after",
-    }, "sections": {}}
+    }
+    timings: dict[str, object] = {}  # data["sections"]
+    data: dict[str, object] = {"meta": meta, "sections": timings}
     try:
         for name in (s for s in SECTIONS if s in sections):
             load, cpu, t = load_average(), _cpu_seconds(), time.perf_counter()
             log(f"== {name} (load average {load})")
             data[name] = _section(name, plan, env)
-            data["sections"][name] = {  # type: ignore[index]
+            timings[name] = {
                 "wall_seconds": round(time.perf_counter() - t, 1),
                 "cpu_seconds": round(_cpu_seconds() - cpu, 1),
                 "load_before": load, "load_after": load_average()}
-            data["meta"]["wall_seconds"] = round(time.perf_counter() - started, 1)  # type: ignore[index]
+            meta["wall_seconds"] = round(time.perf_counter() - started, 1)
             if on_section is not None:
                 on_section(data)
     finally:

@@ -11,14 +11,19 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import cv2
 import numpy as np
 import torch
 
+if TYPE_CHECKING:
+    from livedream.pipeline import PipelineReport
+
 __all__ = [
     "Plan", "ImageCase", "Target", "FULL", "QUICK", "SAMPLES", "summary", "repeat", "verdict",
-    "photo", "Clip", "load_clip", "replay", "limited", "load_average", "log",
+    "photo", "Clip", "load_clip", "replay", "limited", "load_average", "log", "Summary", "RunReport",
+    "run_report",
 ]
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"  # in a source checkout
@@ -107,8 +112,8 @@ class Plan:
     matmul_n: int = 1024
     conv_size: tuple[int, int] = (256, 56)  # channels, side: a dense 3x3 convolution's peak
 
-    def but(self, **changes: object) -> Plan:
-        return replace(self, **changes)  # type: ignore[arg-type]
+    def but(self, **changes: Any) -> Plan:  # any of the fields, each of its own type
+        return replace(self, **changes)
 
 
 FULL = Plan(
@@ -143,7 +148,36 @@ QUICK = Plan(
 
 
 # -- timing ---------------------------------------------------------------------------------------
-def summary(samples: list[float]) -> dict[str, object]:
+class Summary(TypedDict):
+    """`summary()`: median and spread (max - min) of the samples, their count, the samples."""
+
+    median: float
+    spread: float
+    runs: int
+    samples: list[float]
+
+
+class RunReport(TypedDict):
+    """A pipeline run's report as `PipelineReport.as_dict()` gives it (see `run_report`)."""
+
+    frames_in: int
+    frames: int
+    dropped: int
+    wall_seconds: float
+    fps: float
+    busy_seconds: dict[str, float]
+    queue_high_water: dict[str, int]
+    latency_ms: dict[str, float]  # "p50", "p95"
+    cold_starts: int
+    interrupted: bool
+
+
+def run_report(report: PipelineReport) -> RunReport:
+    """`report.as_dict()`, with the types of its keys."""
+    return cast(RunReport, report.as_dict())
+
+
+def summary(samples: list[float]) -> Summary:
     """Median, spread (max - min) and the samples themselves, rounded for the report."""
     return {"median": round(statistics.median(samples), 4), "spread": round(max(samples) - min(samples), 4),
             "runs": len(samples), "samples": [round(s, 4) for s in samples]}

@@ -10,11 +10,12 @@ import subprocess
 import sys
 import tempfile
 from itertools import product
+from typing import TypedDict
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from livedream.bench.common import ImageCase, Plan, Target, log, photo, repeat, summary, verdict
+from livedream.bench.common import ImageCase, Plan, Summary, Target, log, photo, repeat, summary, verdict
 from livedream.config import DreamConfig, preset
 from livedream.dream import Dreamer
 
@@ -66,7 +67,7 @@ def image_row(dreamer: Dreamer, case: ImageCase, plan: Plan, pretrained: bool,
     outs: list[torch.Tensor] = []
     times = repeat(lambda: outs.append(dreamer.dream(x, cfg)), plan.repeats, plan.budget)
     stats = summary(times)
-    med = float(stats["median"])  # type: ignore[arg-type]
+    med = float(stats["median"])
     return {
         "seconds": med, "spread": stats["spread"], "runs": stats["runs"], "samples": stats["samples"],
         "width": case.width, "height": case.height, "iters": cfg.iters, "octaves": cfg.octaves,
@@ -106,7 +107,7 @@ def startup(repeats: int, env: dict[str, str], judged: bool) -> dict[str, object
     target = Target("issue 2, process start to model ready", 3.0)
     return {"seconds": stats["median"], "spread": stats["spread"], "runs": stats["runs"],
             "samples": stats["samples"], "targets": [target.text()],
-            "status": verdict(float(stats["median"]), [target], judged)}  # type: ignore[arg-type]
+            "status": verdict(float(stats["median"]), [target], judged)}
 
 
 def bench_image(plan: Plan, env: dict[str, str]) -> dict[str, dict[str, object]]:
@@ -155,8 +156,11 @@ def bench_sweep(plan: Plan) -> dict[str, object]:
                 continue  # the scale does nothing with one octave
             cfg = dreamer.cfg.replace(iters=iters, octaves=octaves, octave_scale=scale)
             outs: list[torch.Tensor] = []
-            stats = summary(repeat(lambda d=dreamer, c=cfg, o=outs: o.append(d.dream(x, c)),
-                                   plan.repeats, plan.budget))
+
+            def run(d: Dreamer = dreamer, c: DreamConfig = cfg, o: list[torch.Tensor] = outs) -> None:
+                o.append(d.dream(x, c))
+
+            stats = summary(repeat(run, plan.repeats, plan.budget))
             rows.append({"layer": layer, "iters": iters, "octaves": octaves, "octave_scale": scale,
                          "seconds": stats["median"], "spread": stats["spread"], "runs": stats["runs"],
                          "strength": round(float(dreamer.energy(outs[-1])[0]) / e_in, 3)})
@@ -182,14 +186,18 @@ def channel_check(plan: Plan, network: str, layer: str, picks: tuple[int | None,
     for _ in range(max(plan.repeats, 2)):
         for c in picks:
             cfg = dreamer.cfg.replace(channel=c)
-            times[c] += repeat(lambda cfg=cfg: dreamer.dream(x, cfg), 1, 0.0)
-    rows = [{"channel": "all (layer energy)" if c is None else c, **_brief(summary(t))}
-            for c, t in times.items()]
+
+            def run(cfg: DreamConfig = cfg) -> torch.Tensor:
+                return dreamer.dream(x, cfg)
+
+            times[c] += repeat(run, 1, 0.0)
+    rows: list[_ChannelRow] = [{"channel": "all (layer energy)" if c is None else c, **_brief(summary(t))}
+                               for c, t in times.items()]
     # The claim is about channels among themselves; the whole layer's energy is listed beside them.
     picked = [r for r in rows if isinstance(r["channel"], int)] or rows
-    medians = [float(r["seconds"]) for r in picked]  # type: ignore[arg-type]
+    medians = [float(r["seconds"]) for r in picked]
     ratio = max(medians) / min(medians)
-    noise = max(float(r["spread"]) for r in picked)  # type: ignore[arg-type]
+    noise = max(float(r["spread"]) for r in picked)
     if ratio <= 1.10:
         status = "confirmed: the channel does not change the time (medians within 10%)"
     elif max(medians) - min(medians) <= noise:
@@ -201,5 +209,15 @@ def channel_check(plan: Plan, network: str, layer: str, picks: tuple[int | None,
             "slowest_over_fastest": round(ratio, 3), "status": status}
 
 
-def _brief(stats: dict[str, object]) -> dict[str, object]:
+class _Brief(TypedDict):
+    seconds: float  # the median
+    spread: float
+    runs: int
+
+
+class _ChannelRow(_Brief):
+    channel: int | str  # a channel, or "all (layer energy)"
+
+
+def _brief(stats: Summary) -> _Brief:
     return {"seconds": stats["median"], "spread": stats["spread"], "runs": stats["runs"]}

@@ -19,7 +19,9 @@ def _cpuinfo() -> tuple[str, int | None, set[str]]:
             text = f.read()
     except OSError:
         return platform.processor() or "unknown", None, set()
-    model, flags, cores, phys = "unknown", set(), set(), "0"
+    model, phys = "unknown", "0"
+    flags: set[str] = set()
+    cores: set[tuple[str, str]] = set()  # (physical id, core id)
     for line in text.splitlines():
         key, _, value = (s.strip() for s in line.partition(":"))
         if key == "model name" and model == "unknown":

@@ -78,8 +78,8 @@ def _image(image: dict) -> str:
 
 
 def _sweep(s: dict) -> str:
-    rows = [(r["layer"], r["iters"], r["octaves"], r["octave_scale"], _med(r), f"{r['strength']}x")
-            for r in s["rows"]]
+    rows: list[Row] = [(r["layer"], r["iters"], r["octaves"], r["octave_scale"], _med(r), f"{r['strength']}x")
+                       for r in s["rows"]]
     text = (f"## Parameter sweep\n\n{s['network']}, {s['precision']}, {s['width']}x{s['height']}, step and "
             "jitter of `classic`. Strength: the layer's energy, output / input.\n\n"
             + _table(("layer", "iterations", "octaves", "octave scale", "seconds", "strength"), rows))
@@ -105,7 +105,7 @@ def _video(v: dict) -> str:
             "End to end: decoded frames -> preprocess -> dream -> postprocess -> NullSink, median over "
             "runs. Dream alone: the dream stage by itself (warm start + dream, batch 1), median seconds per "
             "warm frame.\n\n")
-    rows = []
+    rows: list[Row] = []
     for name, widths in v["widths"].items():
         for width, r in widths.items():
             rows.append((name, width, "x".join(map(str, r["dream_size"])),

@@ -8,11 +8,22 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from typing import TypedDict
 
 import cv2
 import torch
 
-from livedream.bench.common import Plan, limited, load_clip, log, repeat, replay, summary
+from livedream.bench.common import (
+    Plan,
+    RunReport,
+    limited,
+    load_clip,
+    log,
+    repeat,
+    replay,
+    run_report,
+    summary,
+)
 from livedream.bench.image import count_flops, network_weights
 from livedream.config import DreamConfig, video_preset
 from livedream.dream import Dreamer, to_tensor
@@ -32,7 +43,7 @@ def _fps(dreamer: Dreamer, x: torch.Tensor, cfg: DreamConfig, plan: Plan) -> dic
     """Frames per second dreaming the batch `x` (B, 3, H, W) at once: median over repeats."""
     dreamer.dream(x, cfg)  # warm-up at this batch size
     stats = summary(repeat(lambda: dreamer.dream(x, cfg), max(plan.repeats, 3), plan.budget / 3))
-    return {"fps": round(x.shape[0] / float(stats["median"]), 2), "seconds": stats["median"],  # type: ignore[arg-type]
+    return {"fps": round(x.shape[0] / float(stats["median"]), 2), "seconds": stats["median"],
             "spread": stats["spread"], "runs": stats["runs"]}
 
 
@@ -57,19 +68,20 @@ def bench_scaling(plan: Plan) -> dict[str, object]:
     result["threads"] = threads
     log("scaling threads: " + ", ".join(f"{k}: {v['fps']} fps" for k, v in threads.items()))
 
-    result["batch"] = {str(b): _fps(dreamer, x[:b], cfg, plan) for b in plan.batches}
-    log("scaling batch: " + ", ".join(f"{k}: {v['fps']} fps" for k, v in result["batch"].items()))  # type: ignore[attr-defined]
+    batch = {str(b): _fps(dreamer, x[:b], cfg, plan) for b in plan.batches}
+    result["batch"] = batch
+    log("scaling batch: " + ", ".join(f"{k}: {v['fps']} fps" for k, v in batch.items()))
 
     devices: dict[str, object] = {}
     for names in plan.device_sets + _cuda_sets():
         key = ",".join(names)
         vcfg = video_preset("realtime", devices=names, precision="auto")
         dreamers = build_dreamers(vcfg)
-        reports = []
+        reports: list[RunReport] = []
         for _ in range(plan.repeats):
             frames = limited(replay(load_clip(plan.clip_size)), plan.run_frames, plan.run_seconds, 8)
-            reports.append(Pipeline(frames, [NullSink()], vcfg, dreamers).run().as_dict())
-        stats = summary([float(r["fps"]) for r in reports])  # type: ignore[arg-type]
+            reports.append(run_report(Pipeline(frames, [NullSink()], vcfg, dreamers).run()))
+        stats = summary([float(r["fps"]) for r in reports])
         devices[key] = {"fps": stats["median"], "spread": stats["spread"], "runs": stats["runs"],
                         "precision": dreamers[0].precision, "busy_seconds": reports[-1]["busy_seconds"]}
         log(f"scaling devices {key}: {stats['median']} fps end to end")
@@ -89,13 +101,29 @@ def _cuda_sets() -> tuple[tuple[str, ...], ...]:
 
 
 # -- roofline -------------------------------------------------------------------------------------
-def matmul_peak(n: int, dtype: torch.dtype, repeats: int) -> dict[str, object]:
+class Rate(TypedDict):
+    """GFLOP/s: the median over the bursts, their spread (max - min) and count."""
+
+    gflops_per_s: float
+    spread: float
+    runs: int
+
+
+class MatmulPeak(Rate):
+    n: int
+
+
+class ConvPeak(Rate):
+    shape: str
+
+
+def matmul_peak(n: int, dtype: torch.dtype, repeats: int) -> MatmulPeak:
     """GFLOP/s of an n x n matmul (2 n^3 flops), median over repeats of >= 0.2 s each."""
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     return {"n": n, **_rate(lambda: torch.mm(a, b), 2 * n**3, repeats)}
 
 
-def conv_peak(channels: int, side: int, dtype: torch.dtype, repeats: int) -> dict[str, object]:
+def conv_peak(channels: int, side: int, dtype: torch.dtype, repeats: int) -> ConvPeak:
     """GFLOP/s of a dense 3x3 convolution, channels -> channels on side x side, channels-last
     (oneDNN's path, the one the networks take), median over repeats of >= 0.2 s each."""
     x = torch.randn(1, channels, side, side, dtype=dtype).contiguous(memory_format=torch.channels_last)
@@ -106,7 +134,7 @@ def conv_peak(channels: int, side: int, dtype: torch.dtype, repeats: int) -> dic
     return {"shape": f"{channels}->{channels} ch, {side}x{side}", **gflops}
 
 
-def _rate(fn: Callable[[], object], flops: int, repeats: int) -> dict[str, object]:
+def _rate(fn: Callable[[], object], flops: int, repeats: int) -> Rate:
     """GFLOP/s of `fn` (doing `flops`): median over repeats of bursts of >= 0.2 s."""
     fn()
     t = time.perf_counter()
@@ -118,7 +146,7 @@ def _rate(fn: Callable[[], object], flops: int, repeats: int) -> dict[str, objec
             fn()
 
     stats = summary(repeat(burst, max(repeats, 3), 30.0))
-    gflops = sorted(flops * reps / s / 1e9 for s in stats["samples"])  # type: ignore[union-attr]
+    gflops = sorted(flops * reps / s / 1e9 for s in stats["samples"])
     return {"gflops_per_s": round(gflops[len(gflops) // 2], 1), "spread": round(gflops[-1] - gflops[0], 1),
             "runs": len(gflops)}
 
@@ -143,11 +171,14 @@ def bench_roofline(plan: Plan) -> dict[str, object]:
                 dreamer = Dreamer(cfg)
                 x = _frames(plan, (w, h), 1)
                 flops = count_flops(dreamer, x, cfg)  # also the warm-up
-                stats = summary(repeat(lambda d=dreamer, c=cfg, x=x: d.dream(x, c), max(plan.repeats, 3),
-                                       plan.budget / 3))
-                achieved = flops / float(stats["median"]) / 1e9  # type: ignore[arg-type]
-                top = float(peak[precision]["gflops_per_s"])  # type: ignore[arg-type]
-                conv_top = float(conv[precision]["gflops_per_s"])  # type: ignore[arg-type]
+
+                def step(d: Dreamer = dreamer, c: DreamConfig = cfg, x: torch.Tensor = x) -> torch.Tensor:
+                    return d.dream(x, c)
+
+                stats = summary(repeat(step, max(plan.repeats, 3), plan.budget / 3))
+                achieved = flops / float(stats["median"]) / 1e9
+                top = float(peak[precision]["gflops_per_s"])
+                conv_top = float(conv[precision]["gflops_per_s"])
                 steps[f"{network}/{precision}"] = {
                     "width": w, "height": h, "gflop": round(flops / 1e9, 3), "seconds": stats["median"],
                     "spread": stats["spread"], "runs": stats["runs"], "gflops_per_s": round(achieved, 1),

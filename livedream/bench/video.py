@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from typing import TypedDict
 
 import cv2
 import numpy as np
@@ -22,11 +23,13 @@ from livedream.bench.common import (
     SAMPLES,
     Clip,
     Plan,
+    RunReport,
     Target,
     limited,
     load_clip,
     log,
     replay,
+    run_report,
     summary,
     verdict,
 )
@@ -35,7 +38,7 @@ from livedream.dream import Dreamer, to_tensor
 from livedream.frame import Frame, dream_size
 from livedream.io.sinks import NullSink
 from livedream.io.sources import SyntheticSource
-from livedream.pipeline import Pipeline, build_dreamers
+from livedream.pipeline import Pipeline, Sink, build_dreamers
 from livedream.temporal import WarmStart, warping_error
 
 __all__ = ["bench_video", "dream_alone", "WindowSink"]
@@ -59,7 +62,8 @@ class WindowSink:
         self.count += 1
         if self.lo <= frame.index < self.hi:
             small = frame.small if frame.small is not None else frame.rgb
-            self.kept.append((frame.rgb, frame.out, small))  # type: ignore[arg-type]
+            assert frame.out is not None  # the pipeline composes every frame before its sinks
+            self.kept.append((frame.rgb, frame.out, small))
 
     def close(self) -> None:
         pass
@@ -79,9 +83,10 @@ def dream_alone(dreamer: Dreamer, cfg: VideoConfig, smalls: list[np.ndarray],
         t = time.perf_counter()
         x0 = small.astype(np.float32)  # (h, w, 3)
         start = warm.start_for(i, small) if cfg.warm else None
-        cold = start is None or start.residual is None
-        if not cold:
-            x0 = np.clip(x0 + start.residual, 0.0, 255.0)  # type: ignore[union-attr]
+        residual = start.residual if start is not None else None
+        cold = residual is None
+        if residual is not None:
+            x0 = np.clip(x0 + residual, 0.0, 255.0)
         iters = max(cfg.cold_iters, cfg.dream.iters) if (cold and cfg.warm) else cfg.dream.iters
         y = dreamer.dream(torch.from_numpy(x0[None]).permute(0, 3, 1, 2), cfg.dream.replace(iters=iters))
         if cfg.warm:
@@ -101,29 +106,29 @@ def _strength(judge: Dreamer, outs: list[np.ndarray], ins: list[np.ndarray],
     return float(np.mean(gains))
 
 
-def _run(frames: Iterator[Frame], cfg: VideoConfig, dreamers: list[Dreamer], sink: object,
-         live: bool = False) -> dict[str, object]:
-    return Pipeline(frames, [sink], cfg, dreamers, live=live).run().as_dict()  # type: ignore[list-item]
+def _run(frames: Iterator[Frame], cfg: VideoConfig, dreamers: list[Dreamer], sink: Sink,
+         live: bool = False) -> RunReport:
+    return run_report(Pipeline(frames, [sink], cfg, dreamers, live=live).run())
 
 
-def _share(report: dict[str, object]) -> dict[str, float]:
+def _share(report: RunReport) -> dict[str, float]:
     """Busy seconds per stage as a share of the wall time (the stage-by-stage profile)."""
-    wall = float(report["wall_seconds"]) or 1.0  # type: ignore[arg-type]
-    return {k: round(v / wall, 2) for k, v in report["busy_seconds"].items()}  # type: ignore[union-attr]
+    wall = float(report["wall_seconds"]) or 1.0
+    return {k: round(v / wall, 2) for k, v in report["busy_seconds"].items()}
 
 
 # -- the pieces -----------------------------------------------------------------------------------
 def _end_to_end(plan: Plan, clip: Clip, cfg: VideoConfig, dreamers: list[Dreamer],
-                slow: bool) -> list[dict[str, object]]:
+                slow: bool) -> list[RunReport]:
     """Pipeline reports of repeated runs over the clip (decoded frames .. NullSink), each bounded
     by `plan.run_frames` / `plan.run_seconds`; a slow preset stops repeating past a third of the
     budget."""
     min_frames = plan.min_frames if slow else max(plan.min_frames, 8)
-    reports = []
+    reports: list[RunReport] = []
     for _ in range(plan.repeats):
         frames = limited(replay(clip), plan.run_frames, plan.run_seconds, min_frames)
         reports.append(_run(frames, cfg, dreamers, NullSink()))
-        if slow and float(reports[-1]["wall_seconds"]) > plan.budget / 3:  # type: ignore[arg-type]
+        if slow and float(reports[-1]["wall_seconds"]) > plan.budget / 3:
             break
     return reports
 
@@ -147,17 +152,17 @@ def by_width(plan: Plan, clip: Clip, dreamers: list[Dreamer]) -> dict[str, dict[
         smalls = _smalls(clip, size, plan.alone_frames if cfg.warm else plan.min_frames)
         alone = dream_alone(dreamers[0], cfg, smalls, plan.run_seconds, plan.min_frames)
         warm = alone[1:] if cfg.warm and len(alone) > 1 else alone  # the first frame starts cold
-        e2e, per_frame = summary([float(r["fps"]) for r in reports]), summary(warm)  # type: ignore[arg-type]
+        e2e, per_frame = summary([float(r["fps"]) for r in reports]), summary(warm)
         targets = [NULL_FPS] if name == "realtime" and width == 320 else []
         row = {
             "dream_size": list(size), "end_to_end_fps": e2e["median"], "end_to_end_spread": e2e["spread"],
             "runs": e2e["runs"], "frames": [r["frames"] for r in reports],
-            "dream_fps": round(1.0 / float(per_frame["median"]), 2),  # type: ignore[arg-type]
+            "dream_fps": round(1.0 / float(per_frame["median"]), 2),
             "dream_seconds_per_frame": per_frame["median"], "dream_spread": per_frame["spread"],
             "dream_frames": len(warm), "cold_seconds": round(alone[0], 3) if cfg.warm else None,
             "busy_seconds": reports[-1]["busy_seconds"], "busy_share": _share(reports[-1]),
             "wall_seconds": reports[-1]["wall_seconds"], "targets": [t.text() for t in targets],
-            "status": verdict(float(e2e["median"]), targets, plan.judged),  # type: ignore[arg-type]
+            "status": verdict(float(e2e["median"]), targets, plan.judged),
         }
         out.setdefault(name, {})[str(width)] = row
         log(f"video {name} @{width}: end to end {row['end_to_end_fps']} fps, dream alone "
@@ -165,8 +170,30 @@ def by_width(plan: Plan, clip: Clip, dreamers: list[Dreamer]) -> dict[str, dict[
     return out
 
 
+class PresetRow(TypedDict):
+    """One preset on the comparison window, as `same_frames` measures it."""
+
+    fps: float
+    frames: int
+    window: list[int]
+    dream_width: int | None
+    dream_size: list[int]
+    iters: int
+    octaves: int
+    strength: float
+    strength_common_scale: float
+    common_scale: list[int]
+    flicker: float
+    warping_error: float
+    input_warping_error: float
+    cold_starts: int
+    busy_seconds: dict[str, float]
+    busy_share: dict[str, float]
+    wall_seconds: float
+
+
 def same_frames(plan: Plan, clip: Clip, name: str, dreamers: list[Dreamer],
-                judge: Dreamer) -> dict[str, object]:
+                judge: Dreamer) -> PresetRow:
     """One preset at its own dream width over the comparison window (warm presets run from frame
     0 so their warm start has built up; classic dreams only the window): fps, strength, flicker."""
     cfg = video_preset(name)
@@ -181,7 +208,7 @@ def same_frames(plan: Plan, clip: Clip, name: str, dreamers: list[Dreamer],
     common = dream_size(*clip.size, video_preset("realtime").dream_width)
     base = warping_error(rgb, rgb)
     flicker = warping_error(out, rgb)
-    row = {
+    row: PresetRow = {
         "fps": report["fps"], "frames": report["frames"], "window": [lo, hi],
         "dream_width": cfg.dream_width, "dream_size": [small[0].shape[1], small[0].shape[0]],
         "iters": cfg.dream.iters, "octaves": cfg.dream.octaves,
@@ -204,8 +231,8 @@ def live(plan: Plan, name: str, dreamers: list[Dreamer]) -> dict[str, object]:
     src = SyntheticSource(*plan.live_size, frames=int(plan.live_seconds * 30), fps=30.0, paced=True)
     report = _run(iter(src), video_preset(name), dreamers, NullSink(), live=True)
     lat = report["latency_ms"]
-    row = {"p50_ms": lat["p50"], "p95_ms": lat["p95"], "fps": report["fps"],  # type: ignore[index]
-           "frames": report["frames"], "dropped": int(report["dropped"]) + src.skipped,  # type: ignore[call-overload]
+    row = {"p50_ms": lat["p50"], "p95_ms": lat["p95"], "fps": report["fps"],
+           "frames": report["frames"], "dropped": int(report["dropped"]) + src.skipped,
            "size": list(plan.live_size), "seconds": plan.live_seconds,
            "busy_seconds": report["busy_seconds"], "busy_share": _share(report)}
     log(f"live {name}: p50 {row['p50_ms']} ms, p95 {row['p95_ms']} ms, {row['fps']} fps out, "
@@ -222,7 +249,7 @@ def iters_sweep(plan: Plan, clip: Clip, dreamers: list[Dreamer]) -> list[dict[st
     for iters in plan.iters_sweep:
         cfg = base.replace(dream=base.dream.replace(iters=iters))
         stats = summary(dream_alone(dreamers[0], cfg, smalls, plan.run_seconds / 2, 3)[1:])
-        rows.append({"iters": iters, "dream_fps": round(1.0 / float(stats["median"]), 2),  # type: ignore[arg-type]
+        rows.append({"iters": iters, "dream_fps": round(1.0 / float(stats["median"]), 2),
                      "seconds_per_frame": stats["median"], "spread": stats["spread"], "frames": stats["runs"],
                      "dream_size": list(size)})
     log("video fps vs iterations: " + ", ".join(f"{r['iters']}: {r['dream_fps']}" for r in rows))
@@ -236,7 +263,8 @@ def file_to_file(plan: Plan, env: dict[str, str]) -> dict[str, object]:
     if not clip.exists() or not plan.processes:
         why = f"no sample clip at {clip}" if plan.processes else "no separate processes in this plan"
         return {"fps": None, "skipped": why}
-    runs, report = [], {}
+    runs: list[tuple[float, float]] = []
+    report: RunReport  # the last run's JSON: the pipeline's report and the file's details
     with tempfile.TemporaryDirectory() as tmp:
         out, rep = os.path.join(tmp, "out.mp4"), os.path.join(tmp, "report.json")
         cmd = [sys.executable, "-m", "livedream", "video", str(clip), "-o", out, "--quiet", "--preset",
@@ -255,7 +283,7 @@ def file_to_file(plan: Plan, env: dict[str, str]) -> dict[str, object]:
            "pipeline_fps": summary([r[1] for r in runs])["median"], "frames": report["frames"],
            "busy_seconds": report["busy_seconds"], "busy_share": _share(report),
            "wall_seconds": report["wall_seconds"], "targets": [FILE_FPS.text()],
-           "status": verdict(float(whole["median"]), [FILE_FPS], plan.judged)}  # type: ignore[arg-type]
+           "status": verdict(float(whole["median"]), [FILE_FPS], plan.judged)}
     log(f"video file to file (whole process): {row['fps']} fps, pipeline {row['pipeline_fps']} fps "
         f"{row['status']}")
     return row
@@ -284,21 +312,22 @@ def bench_video(plan: Plan, env: dict[str, str]) -> dict[str, object]:
     result["presets"] = presets
     if "realtime" in presets and "classic" in presets:
         rt, cl = presets["realtime"], presets["classic"]
-        fps_ratio = float(rt["fps"]) / float(cl["fps"])  # type: ignore[arg-type]
-        strength_ratio = float(rt["strength"]) / float(cl["strength"])  # type: ignore[arg-type]
+        fps_ratio = float(rt["fps"]) / float(cl["fps"])
+        strength_ratio = float(rt["strength"]) / float(cl["strength"])
         result["ratio_realtime_vs_classic"] = round(fps_ratio, 2)
         result["realtime_vs_classic"] = {
             "fps_ratio": _judged(fps_ratio, RATIO_FPS, plan),
             "strength_ratio": _judged(strength_ratio, RATIO_STRENGTH, plan),
             "strength_ratio_common_scale": round(
-                float(rt["strength_common_scale"]) / float(cl["strength_common_scale"]), 3),  # type: ignore[arg-type]
-            "flicker_vs_input": _judged(float(rt["flicker"]), FLICKER, plan),  # type: ignore[arg-type]
+                float(rt["strength_common_scale"]) / float(cl["strength_common_scale"]), 3),
+            "flicker_vs_input": _judged(float(rt["flicker"]), FLICKER, plan),
             "classic_flicker_vs_input": cl["flicker"], "window": list(plan.window),
         }
         log(f"video realtime vs classic: {fps_ratio:.1f}x fps, {strength_ratio:.2f}x strength")
-    result["live"] = {name: live(plan, name, dreamers) for name in plan.presets if name != "classic"}
-    result["live"]["classic"] = {"skipped": "every frame from scratch at full size takes seconds: "  # type: ignore[index]
-                                            "not a live preset"}
+    live_rows = {name: live(plan, name, dreamers) for name in plan.presets if name != "classic"}
+    result["live"] = live_rows
+    live_rows["classic"] = {"skipped": "every frame from scratch at full size takes seconds: "
+                                       "not a live preset"}
     result["iters"] = iters_sweep(plan, clip, dreamers)
     result["file_to_file"] = file_to_file(plan, env)
     return result

@@ -70,6 +70,11 @@ def add_video_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cold-iters", type=int, help="iterations at the first frame and scene cuts")
     g.add_argument("--strength", type=float, help="scale of the dream added to the frame")
     g.add_argument("--no-warm", action="store_true", help="dream every frame from scratch")
+    g.add_argument("--student", metavar="WEIGHTS",
+                   help="dream with a student (a one-pass network from `livedream distill`): a weights "
+                        "file, auto (the shipped one for the layer, if any) or none (gradient ascent)")
+    g.add_argument("--blend", type=float,
+                   help="student: share of the previous dream kept where the optical flow holds (0..1)")
     g.add_argument("--presets-file", help="TOML file with more presets")
 
 
@@ -94,10 +99,25 @@ def video_config_from_args(args: argparse.Namespace) -> VideoConfig:
     cfg = video_preset(
         args.preset, extra, **_dream_overrides(args), dream_width=args.dream_width,
         warm=False if args.no_warm else None, decay=args.decay, cold_iters=args.cold_iters,
-        batch=args.batch, strength=args.strength,
+        batch=args.batch, strength=args.strength, blend=args.blend,
         devices=tuple(d.strip() for d in devices.split(",")) if devices else None,
     )
-    return cfg.replace(dream=canonical_layers(cfg.dream))
+    if args.student is not None:
+        cfg = cfg.replace(student=None if args.student.lower() == "none" else args.student)
+    cfg = cfg.replace(dream=canonical_layers(cfg.dream))
+    if cfg.student not in (None, "auto") and not args.layer:  # the student's own dream
+        cfg = _student_dream(cfg)
+    return cfg
+
+
+def _student_dream(cfg: VideoConfig) -> VideoConfig:
+    """`cfg` dreaming the layer and channel its student learned (when none was asked for)."""
+    from livedream.student.weights import load_student
+
+    student = load_student(cfg.student)  # type: ignore[arg-type]
+    return cfg.replace(dream=cfg.dream.replace(model=student.model, layers=student.layers,
+                                               channel=student.channel if cfg.dream.channel is None
+                                               else cfg.dream.channel))
 
 
 def canonical_layers(cfg: DreamConfig) -> DreamConfig:

@@ -162,16 +162,14 @@ class PairStore:
 
 
 def make_pairs(views: Sequence[View], store: PairStore, dream: Callable[[np.ndarray], np.ndarray],
-               on_pair: Callable[[int], None] | None = None) -> Iterator[int]:
+               size: tuple[int, int] = FRAME_SIZE) -> Iterator[int]:
     """Dream every view not yet in `store` with `dream` (RGB uint8 -> RGB uint8, the teacher),
-    yielding the index of each pair as it is stored."""
+    at `size`, yielding the index of each pair as it is stored."""
     for view in views:
         if store.has(view.index):
             continue
-        rgb = render_view(view, read_picture(view))
+        rgb = render_view(view, read_picture(view), size)
         store.put(view.index, rgb, dream(rgb))
-        if on_pair is not None:
-            on_pair(view.index)
         yield view.index
 
 

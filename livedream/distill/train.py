@@ -52,6 +52,8 @@ class TrainConfig:
     seed: int = 0
     val_every: int = 250  # steps between validations
     val_views: int = 8  # held-back views dreamed at full size per validation
+    margin: int = 16  # pixels at each crop's border the losses ignore (the student's own padding
+    #                   there must not become a pattern that scores: it would frame every video)
     checkpoint_seconds: float = 300.0
     weights: LossWeights = field(default_factory=LossWeights)
 
@@ -75,7 +77,8 @@ class Trainer:
         self.train_views = [v for v in views if not v.source.holdout]
         self.val_views = [v for v in views if v.source.holdout]
         self.checkpoint = checkpoint
-        self.student = StudentNet(spec)
+        self.spec_wanted = spec or StudentSpec()
+        self.student = StudentNet(self.spec_wanted)
         self.optimizer = torch.optim.Adam(self.student.parameters(), lr=config.lr)
         self.step = 0
         self.seconds = 0.0
@@ -144,6 +147,9 @@ class Trainer:
         ta = t[..., :cfg.crop, :cfg.crop]
         self.student.train()
         ra, rb = self.student(torch.cat([xa, xb])).chunk(2)
+        m = cfg.margin
+        inner = (slice(None), slice(None), slice(m, cfg.crop - m), slice(m, cfg.crop - m))
+        xa, ta, ra = xa[inner], ta[inner], ra[inner]
         ya = xa + ra
         oy, ox = (int(v) for v in torch.randint(-8, 9, (2,), generator=self.generator))
         roll = lambda v: torch.roll(v, (oy, ox), (2, 3)).contiguous(memory_format=torch.channels_last)  # noqa: E731
@@ -160,7 +166,7 @@ class Trainer:
                                     {p: feats_t[p] for p in self.texture_paths}),
             "tone": tone_loss(ya, ta),
             "size": size_loss(ra, xa, ta),
-            "stability": stability_loss(ra, rb, shift),
+            "stability": stability_loss(ra, rb[inner], shift, margin=0),
             "range": ((F.relu(ya - 255.0) + F.relu(-ya)) / 10.0).pow(2).mean(dim=(1, 2, 3)),
         }
         scale = asdict(w) | {"range": 1.0}

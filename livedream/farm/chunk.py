@@ -157,6 +157,7 @@ def _frames(reader: VideoReader, task: ChunkTask, cut: bool, first: int | None
     origin = round(reader.start / tb) if cut else 0  # as VideoReader._generate computes it
     end = task.chunk.end
     for vf in reader.frames():
+        assert vf.pts is not None  # VideoReader's frames always have one
         pts = vf.pts + origin
         if end is not None and pts >= end:
             return

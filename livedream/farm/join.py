@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 
@@ -103,7 +104,8 @@ def join_chunks(parts: Sequence[Part], dst: str | os.PathLike[str], *, source: s
                 if _signature(stream) != signature:
                     raise FarmError(f"chunk {k} of {path.name} was encoded differently from chunk 0:"
                                     " cannot join without re-encoding")
-                shift = round(Fraction(part.first_pts) * time_base / stream.time_base) - low
+                stream_time_base = cast(Fraction, stream.time_base)  # a demuxed stream always has one
+                shift = round(Fraction(part.first_pts) * time_base / stream_time_base) - low
                 for packet in chunk.demux(stream):
                     if packet.size == 0 or (packet.pts is None and packet.dts is None):
                         continue  # flush packets
@@ -118,6 +120,7 @@ def join_chunks(parts: Sequence[Part], dst: str | os.PathLike[str], *, source: s
                             packet.dts = last_dts + 1
                         last_dts = packet.dts
                     pts = packet.pts if packet.pts is not None else packet.dts
+                    assert pts is not None  # untimed packets were skipped above
                     end = max(end, float((pts + (packet.duration or 0)) * packet.time_base))
                     if audio is not None:
                         audio.mux_until(float(pts * packet.time_base))

@@ -17,6 +17,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, wait
+from typing import cast
 
 from livedream.farm.chunk import ChunkTask, dream_chunk
 from livedream.farm.executor import ClosingExecutor, Outcome, describe
@@ -110,7 +111,8 @@ class LocalExecutor(ClosingExecutor):
                 by_handle[worker.conn] = worker
                 by_handle[worker.process.sentinel] = worker
             seen: set[_Worker] = set()
-            for handle in wait(list(by_handle), timeout):
+            handles = cast("list[Connection | int]", list(by_handle))  # pipes and process sentinels
+            for handle in wait(handles, timeout):
                 worker = by_handle[handle]
                 if worker not in seen:
                     seen.add(worker)

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
+from typing import cast
 
 import av
 import cv2
@@ -137,7 +138,7 @@ class VideoReader:
         try:
             streams = self._container.streams.video
             if not streams:
-                kinds = sorted({s.type for s in self._container.streams}) or ["nothing"]
+                kinds: list[str] = sorted({s.type for s in self._container.streams}) or ["nothing"]
                 raise InputError(
                     f"no video stream in {self.path.name} (found: {', '.join(kinds)})")
             self._stream = streams[0]
@@ -167,9 +168,10 @@ class VideoReader:
     def _extent(self) -> tuple[float, float | None]:
         """(start, end) of the video stream in source seconds; end None when nobody knows it."""
         stream, container = self._stream, self._container
-        start = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
+        time_base = cast(Fraction, stream.time_base)  # a demuxed stream always has one
+        start = float(stream.start_time * time_base) if stream.start_time else 0.0
         if stream.duration:
-            return start, start + float(stream.duration * stream.time_base)
+            return start, start + float(stream.duration * time_base)
         tagged = _tag_seconds(stream.metadata.get("DURATION"))  # Matroska has no stream duration
         if tagged:
             return start, start + tagged
@@ -180,13 +182,14 @@ class VideoReader:
 
     def _probe(self) -> VideoInfo:
         stream = self._stream
+        time_base = cast(Fraction, stream.time_base)  # a demuxed stream always has one
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = float(rate) if rate else 30.0  # nothing known: a common rate, only used as nominal
         duration = 0.0 if self._file_end is None else self._file_end - self._file_start
         frames = stream.frames or (round(duration * fps) if duration else None)
         return VideoInfo(
             width=stream.codec_context.width, height=stream.codec_context.height, fps=fps,
-            time_base=Fraction(stream.time_base), duration=duration, frames=frames,
+            time_base=Fraction(time_base), duration=duration, frames=frames,
             has_audio=bool(self._container.streams.audio),
             codec=stream.codec_context.codec.canonical_name)
 
@@ -215,7 +218,7 @@ class VideoReader:
         """Raw decoded frames; a libav error ends the iteration and is kept in `self._error`."""
         if self._cut and self.start > 0:
             try:  # lands on the keyframe at or before start; frames() skips up to start
-                offset = round(self.start / self._stream.time_base)
+                offset = round(self.start / self.info.time_base)
                 self._container.seek(offset, stream=self._stream, backward=True)
             except av.FFmpegError:
                 pass  # unseekable file: decode from where it is and skip up to start
@@ -345,10 +348,10 @@ class AudioCopy:
         self._input = _open_input(source)
         self._output = output
         self._start, self._end = start, end
-        self._held: av.Packet | None = None
-        self._tracks: dict[int, tuple[av.stream.Stream, bool]] = {}  # index -> (out, re-encode)
+        self._held: av.Packet[av.audio.AudioStream] | None = None
+        self._tracks: dict[int, tuple[av.audio.AudioStream, bool]] = {}  # index -> (out, re-encode)
         self._done: set[int] = set()
-        self._packets: Iterator[av.Packet] = iter(())
+        self._packets: Iterator[av.Packet[av.audio.AudioStream]] = iter(())
         try:
             for stream in self._input.streams.audio:
                 track = self._add_track(stream, output, source.name)
@@ -364,11 +367,12 @@ class AudioCopy:
                     self._input.seek(round(start * av.time_base), backward=True)
                 except av.FFmpegError:
                     pass  # unseekable: read from the top, the cut still skips
-            self._packets = self._input.demux(*streams)
+            # audio streams only: their packets (PyAV types a demux of *streams as any stream's)
+            self._packets = cast("Iterator[av.Packet[av.audio.AudioStream]]", self._input.demux(*streams))
 
     @staticmethod
     def _add_track(stream: av.audio.AudioStream, output: av.container.OutputContainer,
-                   name: str) -> tuple[av.stream.Stream, bool] | None:
+                   name: str) -> tuple[av.audio.AudioStream, bool] | None:
         codec = stream.codec_context.codec.canonical_name
         fits = _container_takes(output, codec)
         if fits:
@@ -385,7 +389,7 @@ class AudioCopy:
             layout = "mono" if stream.layout.nb_channels == 1 else "stereo"
         return output.add_stream("aac", rate=stream.sample_rate, layout=layout), True
 
-    def _next_packet(self) -> av.Packet | None:
+    def _next_packet(self) -> av.Packet[av.audio.AudioStream] | None:
         """The next audio packet inside the cut, or None at the end of the cut or of the file."""
         while len(self._done) < len(self._tracks):
             try:
@@ -418,7 +422,7 @@ class AudioCopy:
                 return
             self._write(packet, round(offset / packet.time_base))
 
-    def _write(self, packet: av.Packet, shift: int) -> None:
+    def _write(self, packet: av.Packet[av.audio.AudioStream], shift: int) -> None:
         out, reencode = self._tracks[packet.stream.index]
         if not reencode:
             if packet.pts is not None:
@@ -451,6 +455,7 @@ class AudioCopy:
 
 def _seconds(packet: av.Packet) -> float:
     timestamp = packet.pts if packet.pts is not None else packet.dts
+    assert timestamp is not None  # untimed packets are skipped (AudioCopy._next_packet)
     return float(timestamp * packet.time_base)
 
 
@@ -527,13 +532,15 @@ class VideoWriter:
         self._rate = Fraction(rate).limit_denominator(1_000_000)
         self._closed = False
         self._pending: av.VideoFrame | None = None  # held back until its duration is known
-        self._durations: dict[int, int] = {}  # pts -> duration, for the encoder's packets
+        # pts -> duration, for the encoder's packets (looked up by their pts, optional in PyAV's types)
+        self._durations: dict[int | None, int] = {}
         self._audio: AudioCopy | None = None
         self._output: av.container.OutputContainer | None = None
         self._temp = reserve_temp(self.path)
         try:
             self._open(codec, pix_fmt, crf, speed, metadata or {})
             if audio_source is not None:
+                assert self._output is not None  # opened by _open()
                 self._audio = AudioCopy(Path(audio_source), self._output, audio_start,
                                          audio_end)
         except BaseException as error:
@@ -567,7 +574,9 @@ class VideoWriter:
             encoder_options["preset"] = speed
         if codec in ("libx264", "libx264rgb") and _cpu_has_avx512():
             encoder_options["x264-params"] = "asm=AVX2"  # see _cpu_has_avx512
-        stream = self._output.add_stream(codec, rate=self._rate, options=encoder_options)
+        # a video encoder (checked above) makes a video stream
+        stream = cast("av.VideoStream",
+                      self._output.add_stream(codec, rate=self._rate, options=encoder_options))
         stream.width, stream.height = self.encoded_size
         stream.pix_fmt = pix_fmt
         # Encode in the input's time base: output pts = input pts, rescaled only by the muxer.
@@ -585,15 +594,15 @@ class VideoWriter:
             raise ValueError(f"frame {frame.index} is {rgb.shape} {rgb.dtype}, "
                              f"expected {expected} uint8")
         pts = frame.pts if frame.pts is not None else round(frame.time / self.time_base)
-        if self._pending is not None and pts <= self._pending.pts:
-            pts = self._pending.pts + 1  # encoders and muxers need strictly increasing pts
+        if self._pending is not None and pts <= _pts(self._pending):
+            pts = _pts(self._pending) + 1  # encoders and muxers need strictly increasing pts
         if any(self._pad):
             rgb = np.pad(rgb, ((0, self._pad[0]), (0, self._pad[1]), (0, 0)), mode="edge")
         av_frame = _to_av_frame(np.ascontiguousarray(rgb), self._video.pix_fmt)
         av_frame.pts, av_frame.time_base = pts, self.time_base
         try:
             if self._pending is not None:
-                self._encode(self._pending, pts - self._pending.pts)
+                self._encode(self._pending, pts - _pts(self._pending))
             self._pending = av_frame
             if self._audio is not None:
                 self._audio.mux_until(float(pts * self.time_base))
@@ -608,8 +617,9 @@ class VideoWriter:
         end of the stream, so each packet gets the gap to the next frame's pts, matched by pts
         (the encoder reorders frames).
         """
+        assert self._output is not None  # opened in __init__
         if frame is not None:
-            self._durations[frame.pts] = duration
+            self._durations[_pts(frame)] = duration
         for packet in self._video.encode(frame):
             packet.duration = self._durations.pop(packet.pts, packet.duration)
             self._output.mux(packet)
@@ -629,13 +639,14 @@ class VideoWriter:
             self.abort()
             raise OutputError(f"no video frame was written to {self.path.name}")
         try:
-            last = self._pending.pts
+            last = _pts(self._pending)
             end = self._end_pts(last)
             self._encode(self._pending, end - last)
             self._pending = None
             self._encode(None)
             if self._audio is not None:
                 self._audio.finish(float(end * self.time_base))
+            assert self._output is not None  # opened in __init__
             self._output.close()
             os.replace(self._temp, self.path)
         except (av.FFmpegError, OSError) as error:
@@ -687,17 +698,26 @@ def _cpu_has_avx512() -> bool:
     16 of 16 were identical. A dreamed file must be the same for the same input and seed, and
     x264's AVX-512 kernels gain little. (numpy's own CPU feature table: no torch in io.)"""
     try:
-        from numpy._core._multiarray_umath import __cpu_features__ as features
+        from numpy._core._multiarray_umath import (  # type: ignore[import-not-found]  # no stub
+            __cpu_features__ as features,
+        )
     except ImportError:  # numpy < 2 or another layout: no cap, as before
         return False
     return bool(features.get("AVX512F")) and bool(features.get("AVX2"))
 
 
-def _to_av_frame(rgb: np.ndarray, pix_fmt: str) -> av.VideoFrame:
+def _pts(frame: av.VideoFrame) -> int:
+    """The pts of a frame made by `VideoWriter.write()`, which always sets one."""
+    assert frame.pts is not None
+    return frame.pts
+
+
+def _to_av_frame(rgb: np.ndarray, pix_fmt: str | None) -> av.VideoFrame:
     """An RGB frame (even sizes) for the encoder. yuv420p is converted here by OpenCV: ~0.5 ms
     at 640x480 where libav's scaler, inside the encoder, takes ~5 ms (5% of a real-time frame's
     whole budget on 2 cores). Both use BT.601 limited range (our output is untagged, as before);
     OpenCV averages each 2x2 block for chroma where libav filters: mean difference < 1 level."""
     if pix_fmt == "yuv420p":
-        return av.VideoFrame.from_ndarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420), format="yuv420p")
+        yuv: np.ndarray = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
+        return av.VideoFrame.from_ndarray(yuv, format="yuv420p")
     return av.VideoFrame.from_ndarray(rgb, format="rgb24")

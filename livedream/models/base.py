@@ -10,11 +10,14 @@ truncated after the stage holding the deepest layer asked for, and put in channe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
 
 from livedream.errors import LivedreamError
+
+_Pair = tuple[int, int]
 
 
 class ModelError(LivedreamError, ValueError):
@@ -117,14 +120,18 @@ def fold_batchnorms(net: DreamNet) -> None:
     for parent, conv_attr, bn_attr in net.conv_bn_pairs():
         conv: nn.Conv2d = getattr(parent, conv_attr)
         bn: nn.BatchNorm2d = getattr(parent, bn_attr)
+        # the networks' BatchNorms keep running statistics (track_running_stats, the default)
+        assert bn.running_mean is not None and bn.running_var is not None
         scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (C_out,)
         weight = conv.weight * scale.reshape(-1, 1, 1, 1)
         bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
         bias = (bias - bn.running_mean) * scale + bn.bias
+        # a Conv2d holds its sizes as pairs (padding: a pair or a string); typed tuple[int, ...]
         fused = nn.Conv2d(
-            conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-            conv.padding, conv.dilation, conv.groups, bias=True,
+            conv.in_channels, conv.out_channels, cast(_Pair, conv.kernel_size), cast(_Pair, conv.stride),
+            cast("_Pair | str", conv.padding), cast(_Pair, conv.dilation), conv.groups, bias=True,
         )
+        assert fused.bias is not None  # bias=True
         with torch.no_grad():
             fused.weight.copy_(weight)
             fused.bias.copy_(bias)
@@ -149,4 +156,5 @@ def prepare(net: DreamNet, paths: list[str], device: torch.device) -> DreamNet:
     net.eval()
     for p in net.parameters():
         p.requires_grad_(False)
-    return net.to(device=device, memory_format=torch.channels_last)
+    # Module.to takes memory_format (documented), missing from torch's overloads
+    return net.to(device=device, memory_format=torch.channels_last)  # type: ignore[call-overload]

@@ -8,6 +8,8 @@ works offline.
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import torch
 from torch import nn
 
@@ -23,7 +25,14 @@ _STAGES = [
     (4, 5, 2, 6, 112, 192),
     (1, 3, 1, 6, 192, 320),
 ]
-_BN = dict(momentum=0.01, eps=1e-3)
+
+
+class _BNArgs(TypedDict):
+    momentum: float
+    eps: float
+
+
+_BN: _BNArgs = {"momentum": 0.01, "eps": 1e-3}
 
 
 class MBConv(nn.Module):

@@ -38,14 +38,14 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from livedream.config import PRESETS, VIDEO_PRESETS, ConfigError, DreamConfig, video_preset
+from livedream.config import PRESETS, VIDEO_PRESETS, ConfigError, VideoConfig, video_preset
 from livedream.control import Control
-from livedream.dream import Dreamer
 from livedream.frame import Frame
 from livedream.io.images import encode_image
 from livedream.io.live_sources import redact_url
 from livedream.live.session import LiveSession
 from livedream.models.layer_table import LayerTable
+from livedream.pipeline import DreamSource, dreamer_for
 from livedream.server.guard import Guard
 from livedream.server.params import DreamRequest, parse_dream_fields, parse_live_changes
 from livedream.server.photos import PhotoDreamer
@@ -53,6 +53,7 @@ from livedream.server.settings import ServerSettings
 from livedream.server.stream import MjpegStream
 from livedream.server.uploads import HTTPProblem, decode_upload, sniff_image
 from livedream.server.worker import Busy, DreamWorker
+from livedream.student import student_for
 
 __all__ = ["Service", "create_app", "create_stream_app", "PAGE", "STREAM_PAGE"]
 
@@ -85,17 +86,20 @@ class Service:
         self.live: LiveSession | None = None
         if source is not None:
             self.stream = MjpegStream(max_viewers=settings.max_viewers)
-            first = self._live_dreamer(self.control.config.dream)
+            first = self._live_dreamer(self.control.config)
             self.live = LiveSession(source, [self.stream], self.control, [first], need_viewers=True,
                                     dreamer_for=self._live_dreamer)
             self.stream.on_viewers = self.live.gate.add_viewers
         self.uploads = 0  # request bodies being received now
         self.counts = {"bad_request": 0, "too_large": 0, "unsupported": 0, "busy": 0, "dreamed": 0}
 
-    def _live_dreamer(self, cfg: DreamConfig) -> Dreamer:
-        """The live stream's Dreamer for `cfg`'s layer: the photos' cached one, behind their lock
-        (called by the live pipeline's worker when the layer changes)."""
-        layer = cfg.layers[0] if cfg.layers else None
+    def _live_dreamer(self, cfg: VideoConfig, device: str = "cpu") -> DreamSource:
+        """The live stream's dream source for `cfg`, behind the photos' lock: its student, or the
+        photos' cached Dreamer for its layer (called by the live pipeline's worker when the layer
+        changes)."""
+        if student_for(cfg) is not None:
+            return self.photos.locked(dreamer_for(cfg, device))  # type: ignore[return-value]
+        layer = cfg.dream.layers[0] if cfg.dream.layers else None
         return self.photos.locked(self.photos.dreamer(self.layers.canonical(layer)))  # type: ignore[return-value]
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:

@@ -17,6 +17,7 @@ import collections
 import contextlib
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import cv2
 import numpy as np
@@ -72,15 +73,19 @@ class DreamLock:
 
 
 class LockedDreamer:
-    """A Dreamer whose `dream` holds the photo dreamer's lock as a live frame; otherwise the same
-    object (for `Pipeline`)."""
+    """A dream source (a Dreamer or a student) whose `dream` and `residual` hold the photo
+    dreamer's lock as a live frame; otherwise the same object (for `Pipeline`)."""
 
-    def __init__(self, dreamer: Dreamer, lock: DreamLock) -> None:
+    def __init__(self, dreamer: Any, lock: DreamLock) -> None:
         self._dreamer, self._lock = dreamer, lock
 
     def dream(self, x: torch.Tensor, cfg: DreamConfig | None = None) -> torch.Tensor:
         with self._lock.live():
-            return self._dreamer.dream(x, cfg)
+            return self._dreamer.dream(x, cfg) if cfg is not None else self._dreamer.dream(x)
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        with self._lock.live():
+            return self._dreamer.residual(x)
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._dreamer, name)
@@ -114,7 +119,7 @@ class PhotoDreamer:
                 del self._dreamers[oldest]
             return dreamer
 
-    def locked(self, dreamer: Dreamer) -> LockedDreamer:
+    def locked(self, dreamer: Any) -> LockedDreamer:
         return LockedDreamer(dreamer, self.lock)
 
     def dream(self, rgb: np.ndarray, req: DreamRequest) -> np.ndarray:

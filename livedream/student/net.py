@@ -29,6 +29,7 @@ class StudentSpec:
     channels: tuple[int, int, int, int] = (16, 32, 64, 96)  # at 1/2, 1/4, 1/8, 1/16 of the frame
     blocks: int = 4  # residual blocks at 1/16
     scale: float = 32.0  # the output layer's unit, in pixel levels
+    antialias: bool = True  # blur before each stride-2 convolution (shift-stable, Zhang 2019)
 
     def as_dict(self) -> dict[str, object]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -38,6 +39,16 @@ class StudentSpec:
         names = {f.name for f in dataclasses.fields(cls)}
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _blur(t: torch.Tensor) -> torch.Tensor:
+    """A [1 2 1] x [1 2 1] / 16 blur per channel, borders replicated: what a stride-2 convolution
+    after it samples no longer aliases, so a picture moved by a pixel gives a dream moved by a
+    pixel (not a different one)."""
+    c = t.shape[1]
+    k = torch.tensor([1.0, 2.0, 1.0], dtype=t.dtype, device=t.device)
+    kernel = (k[:, None] * k[None, :] / 16.0).expand(c, 1, 3, 3)
+    return F.conv2d(F.pad(t, (1, 1, 1, 1), mode="replicate"), kernel, groups=c)
 
 
 class _Block(nn.Module):
@@ -70,7 +81,7 @@ class StudentNet(nn.Module):
         feats = []
         t = (x - 127.0) / 128.0
         for conv in self.down:
-            t = F.relu(conv(t))
+            t = F.relu(conv(_blur(t) if self.spec.antialias else t))
             feats.append(t)  # 1/2, 1/4, 1/8, 1/16
         t = self.core(t)
         for project, conv, skip in zip(self.project, self.up, reversed(feats[:-1]), strict=True):
