@@ -8,8 +8,8 @@ show `frame.image`: the dreamed picture once there is one.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
+from time import monotonic
 
 import cv2
 import numpy as np
@@ -25,7 +25,7 @@ class Frame:
     time: float  # presentation time in seconds
     rgb: np.ndarray  # (H, W, 3) uint8 source picture
     pts: int | None = None  # timestamp in its stream's time base (decoded files); None elsewhere
-    captured: float = field(default_factory=time.monotonic)  # when the source produced it
+    captured: float = field(default_factory=monotonic)  # when the source produced it
     seq: int = -1  # position in a pipeline run, 0, 1, 2 ... with no gaps (set by the pipeline)
     small: np.ndarray | None = None  # (h, w, 3) uint8, the picture at dream size
     residual: np.ndarray | None = None  # (h, w, 3) float32: the dream minus `small`

@@ -14,11 +14,12 @@ caller, so an output file is finalized whatever happened here.
 from __future__ import annotations
 
 import collections
+import functools
 import heapq
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -98,6 +99,12 @@ def dreamer_for(cfg: VideoConfig, device: str) -> DreamSource:
     if student is not None:
         return StudentDreamer(student, device=device, precision=cfg.dream.precision)
     return Dreamer(cfg.dream.replace(device=device))
+
+
+def small_of(frame: Frame) -> np.ndarray:
+    """The frame at dream size (h, w, 3) float32, made by the preprocess stage."""
+    assert frame.small is not None, f"frame {frame.index} skipped the preprocess stage"
+    return frame.small.astype(np.float32)
 
 
 def fits(dreamer: DreamSource, cfg: VideoConfig) -> bool:
@@ -186,13 +193,13 @@ class Pipeline:
     a worker gets its new replica from `dreamer_for(config, device)`, in its own thread.
     """
 
-    def __init__(self, frames: Iterable[Frame], sinks: list[Sink], cfg: VideoConfig | Control,
-                 dreamers: list[Dreamer], *, live: bool = False, queue_size: int = 4,
+    def __init__(self, frames: Iterable[Frame], sinks: Sequence[Sink], cfg: VideoConfig | Control,
+                 dreamers: Sequence[DreamSource], *, live: bool = False, queue_size: int = 4,
                  on_frame: Callable[[Frame], None] | None = None,
                  dreamer_for: Callable[[VideoConfig, str], DreamSource] = dreamer_for) -> None:
         if not dreamers:
             raise ValueError("at least one Dreamer is needed")
-        self.frames, self.sinks, self.dreamers = frames, sinks, dreamers
+        self.frames, self.sinks, self.dreamers = frames, list(sinks), list(dreamers)
         self.live, self.on_frame, self.dreamer_for = live, on_frame, dreamer_for
         self.control = cfg if isinstance(cfg, Control) else Control(cfg)
         cfg = self.control.config
@@ -261,7 +268,7 @@ class Pipeline:
         stages: list[tuple[str, Callable[[], None]]] = [
             ("source", self._source), ("preprocess", self._preprocess),
         ]
-        stages += [(f"dream{i}", lambda i=i: self._dream(i)) for i in range(len(self.dreamers))]
+        stages += [(f"dream{i}", functools.partial(self._dream, i)) for i in range(len(self.dreamers))]
         return stages + [("postprocess", self._postprocess), ("sink", self._sink)]
 
     def _guard(self, name: str, fn: Callable[[], None]) -> None:
@@ -331,10 +338,10 @@ class Pipeline:
             self.warm.decay = cfg.decay
             ended = self._fill(q, batch, cfg.batch)
             t = time.perf_counter()
-            if isinstance(dreamer, StudentDreamer) or hasattr(dreamer, "student_path"):
+            if getattr(dreamer, "student_path", None) is None:
+                self._dream_batch(dreamer, batch, cfg)  # type: ignore[arg-type]  # a Dreamer, maybe locked
+            else:  # a student (maybe behind a lock: see server.photos.LockedDreamer)
                 self._student_batch(dreamer, batch, cfg)  # type: ignore[arg-type]
-            else:
-                self._dream_batch(dreamer, batch, cfg)  # type: ignore[arg-type]
             self._account("dream", time.perf_counter() - t)
             for frame in batch:
                 self.q_post.put(frame)
@@ -366,7 +373,8 @@ class Pipeline:
         """Warm-start each frame from the newest finished dream, dream, store the residuals."""
         starts, cold, warm_starts = [], [], {}
         for frame in batch:
-            small = frame.small.astype(np.float32)  # type: ignore[union-attr]
+            assert frame.small is not None  # preprocess made it
+            small = frame.small.astype(np.float32)
             start = self.warm.start_for(self._chain_index(frame), frame.small) if cfg.warm else None
             warm_starts[frame.index] = start
             if start is None or start.residual is None:
@@ -389,7 +397,7 @@ class Pipeline:
             out = y.permute(0, 2, 3, 1).numpy()
             for j, k in enumerate(group):
                 frame = batch[k]
-                frame.residual = out[j] - frame.small.astype(np.float32)  # type: ignore[union-attr]
+                frame.residual = out[j] - small_of(frame)
         if cfg.warm:  # ordered: every frame in order (each waits for the one before); live: the newest
             by_index = sorted(batch, key=lambda f: f.index)
             stored = by_index if self.warm.lag else by_index[-1:]
@@ -408,6 +416,7 @@ class Pipeline:
         for k in sorted(range(len(batch)), key=lambda k: batch[k].index):  # the chain's order
             frame = batch[k]
             if cfg.warm:
+                assert frame.small is not None  # preprocess made it: the flow's size
                 frame.residual, blended = self.warm.blend(self._chain_index(frame), frame.small,
                                                           dreams[k], cfg.blend)
             else:
@@ -423,7 +432,8 @@ class Pipeline:
         return frame.seq if self.warm.lag else frame.index
 
     def _postprocess(self) -> None:
-        ends, pending, next_index = 0, [], None
+        ends, next_index = 0, None
+        pending: list[tuple[int, int, Frame]] = []  # a heap by index
         while ends < len(self.dreamers):
             item = self.q_post.get()
             if item is _END:

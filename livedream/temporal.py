@@ -310,7 +310,7 @@ class WarmStart:
             if carried.residual is not None and carried.weight is not None:
                 # out = carried + (1 - weight) * dream, weight = keep x mask (per pixel)
                 fresh = cv2.multiply(out, cv2.merge([1.0 - carried.weight] * 3))
-                out, blended = cv2.add(carried.residual, fresh), True
+                out, blended = np.asarray(cv2.add(carried.residual, fresh), np.float32), True
         self._store(index, gray(source_rgb), out)
         return out, blended
 

@@ -6,16 +6,15 @@ still finalizes what was dreamed into a playable file, and says so.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from livedream.config import VideoConfig
-from livedream.dream import Dreamer
 from livedream.errors import InputError
 from livedream.io.sinks import VideoFileSink
 from livedream.io.sources import VideoFileSource
 from livedream.io.video import VideoInfo, VideoReader, VideoWriter
-from livedream.pipeline import Pipeline, PipelineReport, StageError
+from livedream.pipeline import DreamSource, Pipeline, PipelineReport, StageError
 from livedream.progress import progress_bar
 
 __all__ = ["VideoResult", "dream_video"]
@@ -32,7 +31,7 @@ class VideoResult:
     failed: StageError | None = None  # a stage failed: the output holds what was dreamed
 
 
-def dream_video(src: str, dst: str, cfg: VideoConfig, dreamers: list[Dreamer], *,
+def dream_video(src: str, dst: str, cfg: VideoConfig, dreamers: Sequence[DreamSource], *,
                 start: float | None = None, duration: float | None = None,
                 metadata: dict[str, str] | None = None, progress: bool = True,
                 stop_hook: Callable[[Pipeline], None] | None = None) -> VideoResult:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TypedDict
 
 import cv2
@@ -38,7 +38,7 @@ from livedream.dream import Dreamer, to_tensor
 from livedream.frame import Frame, dream_size
 from livedream.io.sinks import NullSink
 from livedream.io.sources import SyntheticSource
-from livedream.pipeline import Pipeline, Sink, build_dreamers
+from livedream.pipeline import DreamSource, Pipeline, Sink, build_dreamers
 from livedream.temporal import WarmStart, warping_error
 
 __all__ = ["bench_video", "dream_alone", "WindowSink"]
@@ -69,11 +69,12 @@ class WindowSink:
         pass
 
 
-def dream_alone(dreamer: Dreamer, cfg: VideoConfig, smalls: list[np.ndarray],
+def dream_alone(dreamer: DreamSource, cfg: VideoConfig, smalls: list[np.ndarray],
                 seconds: float = float("inf"), min_frames: int = 2) -> list[float]:
     """Seconds per frame of the dream stage by itself (warm start and dream, as the pipeline's
     dream worker does, batch 1) on frames already at the dream size; the first is cold. Stops
     after `seconds` once `min_frames` are done."""
+    assert isinstance(dreamer, Dreamer), "the dream stage alone is measured for gradient ascent"
     warm = WarmStart(decay=cfg.decay)
     times: list[float] = []
     began = time.perf_counter()
@@ -106,7 +107,7 @@ def _strength(judge: Dreamer, outs: list[np.ndarray], ins: list[np.ndarray],
     return float(np.mean(gains))
 
 
-def _run(frames: Iterator[Frame], cfg: VideoConfig, dreamers: list[Dreamer], sink: Sink,
+def _run(frames: Iterator[Frame], cfg: VideoConfig, dreamers: Sequence[DreamSource], sink: Sink,
          live: bool = False) -> RunReport:
     return run_report(Pipeline(frames, [sink], cfg, dreamers, live=live).run())
 
@@ -118,7 +119,7 @@ def _share(report: RunReport) -> dict[str, float]:
 
 
 # -- the pieces -----------------------------------------------------------------------------------
-def _end_to_end(plan: Plan, clip: Clip, cfg: VideoConfig, dreamers: list[Dreamer],
+def _end_to_end(plan: Plan, clip: Clip, cfg: VideoConfig, dreamers: Sequence[DreamSource],
                 slow: bool) -> list[RunReport]:
     """Pipeline reports of repeated runs over the clip (decoded frames .. NullSink), each bounded
     by `plan.run_frames` / `plan.run_seconds`; a slow preset stops repeating past a third of the
@@ -141,7 +142,7 @@ def _smalls(clip: Clip, size: tuple[int, int], n: int) -> list[np.ndarray]:
     return [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames]
 
 
-def by_width(plan: Plan, clip: Clip, dreamers: list[Dreamer]) -> dict[str, dict[str, object]]:
+def by_width(plan: Plan, clip: Clip, dreamers: Sequence[DreamSource]) -> dict[str, dict[str, object]]:
     """fps of each preset at each dream width: end to end (decoded frames .. NullSink) and the
     dream stage alone."""
     out: dict[str, dict[str, object]] = {}
@@ -192,7 +193,7 @@ class PresetRow(TypedDict):
     wall_seconds: float
 
 
-def same_frames(plan: Plan, clip: Clip, name: str, dreamers: list[Dreamer],
+def same_frames(plan: Plan, clip: Clip, name: str, dreamers: Sequence[DreamSource],
                 judge: Dreamer) -> PresetRow:
     """One preset at its own dream width over the comparison window (warm presets run from frame
     0 so their warm start has built up; classic dreams only the window): fps, strength, flicker."""
@@ -226,7 +227,7 @@ def same_frames(plan: Plan, clip: Clip, name: str, dreamers: list[Dreamer],
     return row
 
 
-def live(plan: Plan, name: str, dreamers: list[Dreamer]) -> dict[str, object]:
+def live(plan: Plan, name: str, dreamers: Sequence[DreamSource]) -> dict[str, object]:
     """A paced fake camera (30 fps) in live mode: latency capture -> sink, fps, frames dropped."""
     src = SyntheticSource(*plan.live_size, frames=int(plan.live_seconds * 30), fps=30.0, paced=True)
     report = _run(iter(src), video_preset(name), dreamers, NullSink(), live=True)
@@ -240,7 +241,7 @@ def live(plan: Plan, name: str, dreamers: list[Dreamer]) -> dict[str, object]:
     return row
 
 
-def iters_sweep(plan: Plan, clip: Clip, dreamers: list[Dreamer]) -> list[dict[str, object]]:
+def iters_sweep(plan: Plan, clip: Clip, dreamers: Sequence[DreamSource]) -> list[dict[str, object]]:
     """Dream stage alone, `realtime` at its width, 1..N iterations per frame."""
     rows = []
     base = video_preset("realtime", dream_width=plan.widths[0])

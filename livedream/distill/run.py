@@ -109,12 +109,11 @@ def distill(plan: DistillPlan, stop: threading.Event | None = None) -> DistillRe
     result = DistillResult(None, trainer.step, trainer.seconds, made, last.strength if last else None,
                            interrupted)
     if not interrupted:
-        training = {
+        training: dict[str, object] = {
             "steps": trainer.step, "seconds": round(trainer.seconds, 1), "pairs": made,
             "sources": len(sources), "holdout": sum(s.holdout for s in sources),
             "strength": result.strength, "gain": last.gain if last else None,
-            "config": {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v)
-                       for k, v in vars(plan.train).items()},
+            "config": dataclasses.asdict(plan.train),
             "command": plan.command,
         }
         atomic_write(plan.output, save_student(trainer.student, params, training))

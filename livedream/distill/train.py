@@ -17,6 +17,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -98,14 +99,15 @@ class Trainer:
             "generator": self.generator.get_state(), "history": [asdict(r) for r in self.history],
         }
 
-    def load_state(self, state: dict[str, object]) -> None:
-        self.student = StudentNet(StudentSpec.from_dict(state["spec"]))  # type: ignore[arg-type]
-        self.student.load_state_dict(state["student"])  # type: ignore[arg-type]
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from `state()`'s dict (as torch.load gives it back)."""
+        self.student = StudentNet(StudentSpec.from_dict(state["spec"]))
+        self.student.load_state_dict(state["student"])
         self.optimizer = torch.optim.Adam(self.student.parameters(), lr=self.config.lr)
-        self.optimizer.load_state_dict(state["optimizer"])  # type: ignore[arg-type]
-        self.step, self.seconds = int(state["step"]), float(state["seconds"])  # type: ignore[arg-type]
-        self.generator.set_state(state["generator"])  # type: ignore[arg-type]
-        self.history = [Record(**r) for r in state["history"]]  # type: ignore[union-attr]
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step, self.seconds = int(state["step"]), float(state["seconds"])
+        self.generator.set_state(state["generator"])
+        self.history = [Record(**r) for r in state["history"]]
 
     def save(self) -> None:
         if self.checkpoint is None:
@@ -170,9 +172,9 @@ class Trainer:
             "range": ((F.relu(ya - 255.0) + F.relu(-ya)) / 10.0).pow(2).mean(dim=(1, 2, 3)),
         }
         scale = asdict(w) | {"range": 1.0}
-        loss = sum(scale[k] * v.mean() for k, v in parts.items())
+        loss = torch.stack([scale[k] * v.mean() for k, v in parts.items()]).sum()
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[union-attr]
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(self.student.parameters(), 1.0)
         self.optimizer.step()
         return float(loss.detach()), {k: round(float(v.detach().mean()), 4) for k, v in parts.items()}

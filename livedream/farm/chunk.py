@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -24,19 +24,18 @@ import cv2
 import numpy as np
 
 from livedream.config import VideoConfig
-from livedream.dream import Dreamer
 from livedream.errors import InputError, LivedreamError, OutputError
 from livedream.farm.errors import ChunkError
 from livedream.farm.faults import Fault
 from livedream.farm.plan import Chunk
 from livedream.frame import Frame, compose
 from livedream.io.video import VideoReader, VideoWriter
-from livedream.pipeline import Pipeline, StageError, build_dreamers
+from livedream.pipeline import DreamSource, Pipeline, StageError, build_dreamers
 
 __all__ = ["ChunkTask", "ChunkResult", "dream_chunk", "cached_dreamers", "model_loads"]
 
 _lock = threading.Lock()
-_dreamers: dict[tuple[object, ...], list[Dreamer]] = {}
+_dreamers: dict[tuple[object, ...], list[DreamSource]] = {}
 _loads = 0  # models built in this process, see model_loads()
 
 
@@ -80,8 +79,8 @@ def model_loads() -> int:
     return _loads
 
 
-def cached_dreamers(cfg: VideoConfig) -> list[Dreamer]:
-    """One Dreamer per device of `cfg`, built on first use and kept for this process's life."""
+def cached_dreamers(cfg: VideoConfig) -> list[DreamSource]:
+    """One dream source per device of `cfg`, built on first use and kept for this process's life."""
     global _loads
     key = (cfg.dream, cfg.devices)
     with _lock:
@@ -170,7 +169,7 @@ def _open(task: ChunkTask, seek: int | None) -> VideoReader:
     return VideoReader(task.src, start=None if seek is None else float(seek * task.time_base))
 
 
-def _next_dream(task: ChunkTask, dreamers: list[Dreamer]) -> dict[int, np.ndarray]:
+def _next_dream(task: ChunkTask, dreamers: Sequence[DreamSource]) -> dict[int, np.ndarray]:
     """The next chunk's warm-up dream (pts -> residual), from `fade` to this chunk's end, as that
     chunk dreams it: decoded from the same point, dreamed from the same cold start."""
     chunk = task.chunk

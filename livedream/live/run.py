@@ -14,21 +14,20 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
 from livedream.config import VideoConfig
 from livedream.control import Control
-from livedream.dream import Dreamer
 from livedream.frame import Frame
 from livedream.io.images import atomic_write
 from livedream.io.record import RecordSink
 from livedream.io.window import WindowSink
 from livedream.live.session import LiveSession, close_all
 from livedream.live.stats import LiveStats
-from livedream.pipeline import Sink, build_dreamers
+from livedream.pipeline import DreamSource, Sink, build_dreamers
 
 __all__ = ["LiveResult", "run_live", "write_report", "SHUTDOWN_GRACE"]
 
@@ -81,7 +80,7 @@ class _StopOnSignal:
 
 
 def run_live(source: Iterable[Frame], sinks: list[Sink], cfg: VideoConfig | Control, *,
-             dreamers: list[Dreamer] | None = None, window: WindowSink | None = None,
+             dreamers: Sequence[DreamSource] | None = None, window: WindowSink | None = None,
              seconds: float | None = None, stop: threading.Event | None = None,
              report_path: str | None = None, stats_every: float = 5.0,
              info: dict[str, Any] | None = None,

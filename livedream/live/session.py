@@ -14,15 +14,14 @@ import inspect
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from livedream.config import DreamConfig
+from livedream.config import VideoConfig
 from livedream.control import Control
-from livedream.dream import Dreamer
 from livedream.frame import Frame
 from livedream.live.stats import LiveStats
-from livedream.pipeline import Pipeline, Sink, StageError
+from livedream.pipeline import DreamSource, Pipeline, Sink, StageError, dreamer_for
 
 __all__ = ["Gate", "LiveSession"]
 
@@ -101,9 +100,9 @@ class LiveSession:
     sinks (a recording is finalized there). `failure`: one line, once the source or a stage failed."""
 
     def __init__(self, source: Iterable[Frame], sinks: list[Sink], control: Control,
-                 dreamers: list[Dreamer], *, need_viewers: bool = False,
+                 dreamers: Sequence[DreamSource], *, need_viewers: bool = False,
                  on_frame: Callable[[Frame], None] | None = None,
-                 dreamer_for: Callable[[DreamConfig], Dreamer] = Dreamer,
+                 dreamer_for: Callable[[VideoConfig, str], DreamSource] = dreamer_for,
                  overlay_extra: Callable[[], list[str]] | None = None) -> None:
         self.source, self.sinks, self.control = source, sinks, control
         self.gate = Gate(source, need_viewers=need_viewers)

@@ -16,8 +16,11 @@ __all__ = ["LiveStats", "percentiles"]
 
 
 class _Counted(Protocol):
-    captured: int  # frames the source produced (taken or dropped)
-    gaps: int  # frames the source dropped before anyone took them
+    @property
+    def captured(self) -> int: ...  # frames the source produced (taken or dropped)
+
+    @property
+    def gaps(self) -> int: ...  # frames the source dropped before anyone took them
 
 
 def percentiles(values: Iterable[float]) -> dict[str, float]:

@@ -113,9 +113,9 @@ def parse_live_changes(body: object, settings: ServerSettings, layers: LayerTabl
             raise HTTPProblem(400, f"layer must be a name like {layers.default!r}, "
                                    f"got {_show(changes['layer'])}")
         out["layer"] = _layer(changes["layer"], layers)
-    for name, lo, hi in (("iters", 0, settings.max_level), ("octaves", 1, settings.max_detail)):
+    for name, low, high in (("iters", 0, settings.max_level), ("octaves", 1, settings.max_detail)):
         if name in changes:
-            out[name] = _json_int(name, changes[name], lo, hi)
+            out[name] = _json_int(name, changes[name], low, high)
     for name, lo, hi in (("step", 0.0, _MAX_STEP), ("strength", 0.0, 4.0), ("decay", 0.0, 1.0)):
         if name in changes:
             value = changes[name]

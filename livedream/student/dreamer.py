@@ -24,7 +24,8 @@ class StudentDreamer:
         if precision == "auto":
             precision = "fp16" if self.device.type == "cuda" else "fp32"
         self.precision = precision
-        self.net = _copy(student).to(self.device, memory_format=torch.channels_last)
+        self.net = _copy(student).to(self.device)
+        self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # missing from torch's stub
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, 3, H, W) float 0..255 -> the dream's residual (B, 3, H, W) float32, on the CPU."""

@@ -73,6 +73,7 @@ class StudentNet(nn.Module):
         self.up = nn.ModuleList([nn.Conv2d(c, c, 3, padding=1) for c in (c3, c2, c1)])
         self.out = nn.Conv2d(c1, 12, 3, padding=1)  # 3 colours x 2 x 2 pixels, see pixel_shuffle
         nn.init.zeros_(self.out.weight)
+        assert self.out.bias is not None  # Conv2d's default
         nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
