@@ -118,10 +118,23 @@ class VideoConfig:
     # frame's where the flow holds (the rest is the student's new dream): less flicker, less
     # quick to follow new content.
     blend: float = 0.6
+    student_scale: float = 1.0  # student only: it sees the frame at this scale (<1: cheaper)
+    refine_iters: int = 0  # student only: gradient steps on top of its dream (0: none)
+    refine_width: int | None = 320  # ... at this width (None: the frame's own)
+    # Adaptive quality (see livedream.adaptive): keep up with the source (live) or `fps_target`
+    # (files; without it a file has no pace to keep) by moving along QUALITY_LADDERS.
+    adaptive: bool = False
+    fps_target: float | None = None
 
     def __post_init__(self) -> None:
         checks = [
             (0.0 <= self.blend < 1.0, f"blend must be in 0..1 (1 excluded), got {self.blend}"),
+            (0.1 <= self.student_scale <= 1.0, f"student scale must be in 0.1..1, got {self.student_scale}"),
+            (self.refine_iters >= 0, f"refine iterations must be >= 0, got {self.refine_iters}"),
+            (self.refine_width is None or self.refine_width >= 32,
+             f"refine width must be >= 32, got {self.refine_width}"),
+            (self.fps_target is None or 0 < self.fps_target <= 1000,
+             f"fps target must be in 0..1000, got {self.fps_target}"),
             (self.dream_width is None or self.dream_width >= 32,
              f"dream width must be >= 32, got {self.dream_width}"),
             (0.0 <= self.decay <= 1.0, f"decay must be in 0..1, got {self.decay}"),
@@ -150,12 +163,38 @@ VIDEO_PRESETS: dict[str, dict[str, object]] = {
     # step 0.5 flicker 1.40-1.57x the input's, step 0.35 1.33-1.41x, same full-size strength
     # 1.37x; the strength saturates: step 0.8 gives 1.38x at 2.2x flicker).
     "realtime": dict(dream_width=320, iters=1, octaves=1, step=0.35, jitter=4, decay=0.99,
-                     cold_iters=6),
+                     cold_iters=6, adaptive=True),
     "balanced": dict(dream_width=480, iters=2, octaves=2, step=1.5, jitter=8, decay=0.9,
                      cold_iters=8),
     "quality": dict(dream_width=640, iters=3, octaves=3, step=1.5, jitter=16, decay=0.9,
                     cold_iters=10),
     "classic": dict(PRESETS["classic"], dream_width=None, warm=False),
+}
+
+
+# Adaptive quality: settings from the cheapest to the richest, per dream source. The controller
+# (livedream.adaptive) starts at `start` and climbs while there is time to spare, steps down
+# when the output falls behind. Each rung changes only the fields listed.
+QUALITY_LADDERS: dict[str, dict[str, object]] = {
+    "student": dict(start=2, rungs=[
+        dict(student_scale=0.5, refine_iters=0),
+        dict(student_scale=0.75, refine_iters=0),
+        dict(student_scale=1.0, refine_iters=0),
+        dict(student_scale=1.0, refine_iters=1, refine_width=320, step=1.0, octaves=1),
+        dict(student_scale=1.0, refine_iters=1, refine_width=480, step=1.0, octaves=1),
+        dict(student_scale=1.0, refine_iters=2, refine_width=None, step=1.0, octaves=1),
+        dict(student_scale=1.0, refine_iters=3, refine_width=None, step=1.5, octaves=2),
+    ]),
+    "gradient": dict(start=2, rungs=[
+        dict(dream_width=192, iters=1, octaves=1),
+        dict(dream_width=256, iters=1, octaves=1),
+        dict(dream_width=320, iters=1, octaves=1),
+        dict(dream_width=400, iters=1, octaves=1),
+        dict(dream_width=480, iters=2, octaves=2),
+        dict(dream_width=640, iters=2, octaves=2),
+        dict(dream_width=640, iters=3, octaves=3),
+        dict(dream_width=None, iters=4, octaves=3),
+    ]),
 }
 
 

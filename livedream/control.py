@@ -7,10 +7,11 @@ Dream workers read `Control.config` before each batch, so a change applies to th
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 
-from livedream.config import VIDEO_PRESETS, ConfigError, VideoConfig, check_channel, video_preset
+from livedream.config import VIDEO_PRESETS, ConfigError, DreamConfig, VideoConfig, check_channel, video_preset
 
 __all__ = ["Control", "STEERABLE"]
 
@@ -72,6 +73,22 @@ class Control:
             cfg = cfg.replace(dream=cfg.dream.replace(**dream), **video)  # validates
             if "layers" in dream or "channel" in dream:
                 check_layer(cfg)
+            self._cfg = cfg
+            self.version += 1
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(cfg)
+        return cfg
+
+    def set_quality(self, **fields: object) -> VideoConfig:
+        """Set VideoConfig and DreamConfig fields by name: the adaptive controller's way in (its
+        rungs, config.QUALITY_LADDERS). Validated like any config; atomic."""
+        dream_fields = {f.name for f in dataclasses.fields(DreamConfig)}
+        with self._lock:
+            cfg = self._cfg
+            dream = {k: v for k, v in fields.items() if k in dream_fields}
+            video = {k: v for k, v in fields.items() if k not in dream_fields}
+            cfg = cfg.replace(dream=cfg.dream.replace(**dream), **video)
             self._cfg = cfg
             self.version += 1
             listeners = list(self._listeners)

@@ -227,6 +227,7 @@ class Pipeline:
         self.dreams = 0  # dream batches so far (dream_ms stops growing at its length)
         self._queues = [self.q_pre, *self.q_dream, self.q_post, self.q_sink]
         self._finished = False  # run() has returned: the report holds every count
+        self._refiners: dict[int, Dreamer] = {}  # worker -> gradient ascent on a student's dream
 
     # -- control --------------------------------------------------------------------------------
     @property
@@ -280,6 +281,15 @@ class Pipeline:
             with self._lock:
                 self._errors.append(err)
             self.stop()
+
+    def dream_seconds(self) -> float:
+        """Seconds the dream workers have spent dreaming so far, all together."""
+        with self._lock:
+            return self._busy.get("dream", 0.0)
+
+    def source_kind(self) -> str:
+        """"student" when the first worker dreams with a student, else "gradient"."""
+        return "gradient" if getattr(self.dreamers[0], "student_path", None) is None else "student"
 
     def dropped(self) -> int:
         """Frames dropped so far (while running too: the report adds the queues' only at the end)."""
@@ -341,7 +351,7 @@ class Pipeline:
             if getattr(dreamer, "student_path", None) is None:
                 self._dream_batch(dreamer, batch, cfg)  # type: ignore[arg-type]  # a Dreamer, maybe locked
             else:  # a student (maybe behind a lock: see server.photos.LockedDreamer)
-                self._student_batch(dreamer, batch, cfg)  # type: ignore[arg-type]
+                self._student_batch(dreamer, batch, cfg, i)  # type: ignore[arg-type]
             self._account("dream", time.perf_counter() - t)
             for frame in batch:
                 self.q_post.put(frame)
@@ -407,11 +417,19 @@ class Pipeline:
         with self._lock:
             self.report.cold_starts += sum(cold)
 
-    def _student_batch(self, dreamer: StudentDreamer, batch: list[Frame], cfg: VideoConfig) -> None:
-        """The student's full-size dream of each frame, blended with the one before (moved by
-        optical flow) where the flow holds: the chain's state is the frame's residual."""
-        x = torch.from_numpy(np.stack([f.rgb for f in batch])).permute(0, 3, 1, 2).float()
-        dreams = dreamer.residual(x).permute(0, 2, 3, 1).numpy()  # (B, H, W, 3)
+    def _student_batch(self, dreamer: StudentDreamer, batch: list[Frame], cfg: VideoConfig,
+                       worker: int) -> None:
+        """The student's dream of each frame (at `cfg.student_scale` of its size, brought back
+        to full size), blended with the one before (moved by optical flow) where the flow holds:
+        that is the chain's state; then `cfg.refine_iters` gradient steps on top, if any."""
+        h, w = batch[0].rgb.shape[:2]
+        size = (max(16, round(w * cfg.student_scale)), max(16, round(h * cfg.student_scale)))
+        pictures = [f.rgb if size == (w, h) else cv2.resize(f.rgb, size, interpolation=cv2.INTER_AREA)
+                    for f in batch]
+        x = torch.from_numpy(np.stack(pictures)).permute(0, 3, 1, 2).float()
+        dreams = list(dreamer.residual(x).permute(0, 2, 3, 1).numpy())  # (h', w', 3) each
+        if size != (w, h):
+            dreams = [cv2.resize(d, (w, h), interpolation=cv2.INTER_LINEAR) for d in dreams]
         cold = 0
         for k in sorted(range(len(batch)), key=lambda k: batch[k].index):  # the chain's order
             frame = batch[k]
@@ -425,6 +443,33 @@ class Pipeline:
             cold += frame.cut
         with self._lock:
             self.report.cold_starts += cold
+        if cfg.refine_iters > 0:
+            self._refine(worker, batch, cfg)
+
+    def _refine(self, worker: int, batch: list[Frame], cfg: VideoConfig) -> None:
+        """`cfg.refine_iters` gradient steps on each frame's dream, at `cfg.refine_width`: the
+        change is added to the frame's residual (not to the chain: no feedback)."""
+        refiner = self._refiners.get(worker)
+        device = str(self.dreamers[worker].device)
+        if refiner is None or not refiner.same_network(cfg.dream.replace(device=device)):
+            refiner = self._refiners[worker] = Dreamer(cfg.dream.replace(device=device))
+        h, w = batch[0].rgb.shape[:2]
+        size = dream_size(w, h, cfg.refine_width)
+        starts = []
+        for frame in batch:
+            assert frame.residual is not None
+            rgb = frame.rgb if size == (w, h) else cv2.resize(frame.rgb, size, interpolation=cv2.INTER_AREA)
+            res = frame.residual if size == (w, h) else cv2.resize(frame.residual, size,
+                                                                    interpolation=cv2.INTER_AREA)
+            starts.append(np.clip(rgb.astype(np.float32) + res, 0, 255))
+        x = torch.from_numpy(np.stack(starts)).permute(0, 3, 1, 2)
+        y = refiner.dream(x, cfg.dream.replace(device=device, iters=cfg.refine_iters))
+        y = y.permute(0, 2, 3, 1).numpy()  # (B, h, w, 3)
+        for frame, start, dreamed in zip(batch, starts, y, strict=True):
+            change = dreamed - start
+            if size != (w, h):
+                change = cv2.resize(change, (w, h), interpolation=cv2.INTER_LINEAR)
+            frame.residual = frame.residual + change  # type: ignore[operator]
 
     def _chain_index(self, frame: Frame) -> int:
         """The frame's place in the warm-start chain: its position in the run (ordered mode,

@@ -9,8 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from livedream.adaptive import QualityController
 from livedream.config import VideoConfig
+from livedream.control import Control
 from livedream.errors import InputError
+from livedream.frame import Frame
 from livedream.io.sinks import VideoFileSink
 from livedream.io.sources import VideoFileSource
 from livedream.io.video import VideoInfo, VideoReader, VideoWriter
@@ -29,6 +32,7 @@ class VideoResult:
     stopped_early: str | None = None  # the input ended before its end (truncated, decode error)
     interrupted: bool = False  # Ctrl-C: the output holds what was dreamed until then
     failed: StageError | None = None  # a stage failed: the output holds what was dreamed
+    quality: dict[str, object] | None = None  # the adaptive controller's state (with --fps-target)
 
 
 def dream_video(src: str, dst: str, cfg: VideoConfig, dreamers: Sequence[DreamSource], *,
@@ -49,8 +53,19 @@ def dream_video(src: str, dst: str, cfg: VideoConfig, dreamers: Sequence[DreamSo
         if reader.end_time is not None and info.fps > 0:  # a cut: about end_time * fps frames
             expected = round(reader.end_time * info.fps)
         bar = progress_bar(expected, "frames", enabled=progress)
-        pipeline = Pipeline(VideoFileSource(reader), [sink], cfg, dreamers,
-                            on_frame=lambda _f: bar.update())
+        control = Control(cfg)
+        quality: QualityController | None = None
+
+        def frame_out(_frame: Frame) -> None:
+            bar.update()
+            if quality is not None:
+                quality.follow(pipeline, pipeline.source_kind())
+
+        pipeline = Pipeline(VideoFileSource(reader), [sink], control, dreamers, on_frame=frame_out)
+        if cfg.adaptive and cfg.fps_target:  # a file has no pace of its own: only with a target
+            target = cfg.fps_target
+            quality = QualityController(control, pipeline.source_kind(), lambda: target,
+                                        workers=len(pipeline.dreamers))
         if stop_hook is not None:
             stop_hook(pipeline)
         failed: StageError | None = None
@@ -71,4 +86,4 @@ def dream_video(src: str, dst: str, cfg: VideoConfig, dreamers: Sequence[DreamSo
             writer.end_time = None  # the last frame lasts one frame, the audio stops there
         writer.close()
         return VideoResult(dst, info, sink.count, report, reader.stopped_early,
-                           report.interrupted, failed)
+                           report.interrupted, failed, None if quality is None else quality.state())

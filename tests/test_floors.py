@@ -19,7 +19,7 @@ FLOORS = {
                "livedream.models", "livedream.io"],
     "engine": ["livedream.config", "livedream.devices", "livedream.dream", "livedream.temporal",
                "livedream.student"],
-    "pipeline": ["livedream.pipeline", "livedream.control"],
+    "pipeline": ["livedream.pipeline", "livedream.control", "livedream.adaptive"],
     "sessions": ["livedream.live", "livedream.farm", "livedream.bench", "livedream.video_job",
                  "livedream.distill"],
     "faces": ["livedream.cli", "livedream.server", "livedream.__main__"],

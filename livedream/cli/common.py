@@ -75,6 +75,11 @@ def add_video_options(p: argparse.ArgumentParser) -> None:
                         "file, auto (the shipped one for the layer, if any) or none (gradient ascent)")
     g.add_argument("--blend", type=float,
                    help="student: share of the previous dream kept where the optical flow holds (0..1)")
+    g.add_argument("--no-adaptive", action="store_true",
+                   help="keep the preset's settings (default for realtime: adapt them to keep the pace)")
+    g.add_argument("--fps-target", type=float,
+                   help="files: adapt the settings to dream this many frames per second (the output then "
+                        "depends on the machine's speed; without it a run is reproducible)")
     g.add_argument("--presets-file", help="TOML file with more presets")
 
 
@@ -100,6 +105,8 @@ def video_config_from_args(args: argparse.Namespace) -> VideoConfig:
         args.preset, extra, **_dream_overrides(args), dream_width=args.dream_width,
         warm=False if args.no_warm else None, decay=args.decay, cold_iters=args.cold_iters,
         batch=args.batch, strength=args.strength, blend=args.blend,
+        adaptive=False if args.no_adaptive else (True if args.fps_target else None),
+        fps_target=args.fps_target,
         devices=tuple(d.strip() for d in devices.split(",")) if devices else None,
     )
     if args.student is not None:

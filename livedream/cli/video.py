@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
                              metadata={"livedream": "; ".join(f"{k}={v}" for k, v in params.items())},
                              progress=not args.quiet)
         entries.append({"input": src, "output": out, **result.report.as_dict(),
-                        "stopped_early": result.stopped_early, "parameters": params})
+                        "stopped_early": result.stopped_early, "parameters": params,
+                        "quality": result.quality})
         if result.failed is not None:
             print(f"livedream: error: {result.failed}; wrote the {result.frames} frames dreamed "
                   f"before it to {out}", file=sys.stderr)

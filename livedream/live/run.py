@@ -145,7 +145,8 @@ def run_live(source: Iterable[Frame], sinks: list[Sink], cfg: VideoConfig | Cont
         stopped_by, message = "source failed", failure
     report = {**session.pipeline.report.as_dict(), **stats.totals(), "stopped_by": stopped_by,
               "interrupted": stopped_by == "interrupted", "failure": message,
-              "sink_errors": sink_errors, "parameters": control.params(), **(info or {})}
+              "sink_errors": sink_errors, "parameters": control.params(),
+              "quality": None if session.quality is None else session.quality.state(), **(info or {})}
     report["recording"] = _recording(all_sinks)
     if report_path:
         write_report(report_path, report)

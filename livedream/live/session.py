@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+from livedream.adaptive import QualityController
 from livedream.config import VideoConfig
 from livedream.control import Control
 from livedream.frame import Frame
@@ -102,13 +103,19 @@ class LiveSession:
     def __init__(self, source: Iterable[Frame], sinks: list[Sink], control: Control,
                  dreamers: Sequence[DreamSource], *, need_viewers: bool = False,
                  on_frame: Callable[[Frame], None] | None = None,
-                 dreamer_for: Callable[[VideoConfig, str], DreamSource] = dreamer_for,
-                 overlay_extra: Callable[[], list[str]] | None = None) -> None:
+                 dreamer_for: Callable[[VideoConfig, str], DreamSource] = dreamer_for) -> None:
         self.source, self.sinks, self.control = source, sinks, control
         self.gate = Gate(source, need_viewers=need_viewers)
-        self.pipeline = Pipeline(self.gate, sinks, control, dreamers, live=True, on_frame=on_frame,
+        self._on_frame = on_frame
+        self.pipeline = Pipeline(self.gate, sinks, control, dreamers, live=True, on_frame=self._frame_out,
                                  dreamer_for=dreamer_for)
-        self.stats = LiveStats(self.pipeline, self.gate, overlay_extra)
+        # Adaptive quality keeps pace with the source: the frames it delivers per second.
+        self.quality: QualityController | None = None
+        if control.config.adaptive:
+            self.quality = QualityController(control, self.pipeline.source_kind(), self._source_fps,
+                                             workers=len(self.pipeline.dreamers))
+        extra = None if self.quality is None else (lambda q=self.quality: [q.line()])
+        self.stats = LiveStats(self.pipeline, self.gate, extra)
         self.errors: list[StageError] = []
         self.finished = threading.Event()
         self._thread = threading.Thread(target=self._run, name="livedream-live", daemon=True)
@@ -145,6 +152,20 @@ class LiveSession:
         if not self.stop(grace):
             log.warning("a dream was still running at shutdown; not waiting for it")
         return close_all(self.sinks)
+
+    def _frame_out(self, frame: Frame) -> None:
+        if self.quality is not None:
+            self.quality.follow(self.pipeline, self.pipeline.source_kind())
+        if self._on_frame is not None:
+            self._on_frame(frame)
+
+    def _source_fps(self) -> float | None:
+        """The rate the source delivers frames at: its nominal one if it has one, else measured."""
+        nominal = getattr(self.source, "fps", None)
+        if nominal:
+            return float(nominal)
+        seconds = time.monotonic() - self.stats.start
+        return self.gate.captured / seconds if seconds > 1 else None
 
     def _run(self) -> None:
         try:
