@@ -4,6 +4,7 @@ as the client. Tiny images and one iteration keep it fast; the engine is shared 
 from __future__ import annotations
 
 import os
+import socket
 import struct
 import subprocess
 import sys
@@ -388,3 +389,91 @@ def test_slow_clients_do_not_stall_others(server, photo):
                     break
         assert got >= 3
         assert client.get("/api/stats").json()["http"]["uploading"] == 1  # the trickle, still waiting
+
+
+# -- hostile clients -----------------------------------------------------------------------------------
+def _from(address: str, port: int) -> socket.socket:
+    """A connection to the server from loopback `address` (another client than the tests')."""
+    return socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(address, 0))
+
+
+def _closed_by_server(sock: socket.socket, within: float) -> bool:
+    """True when the server ends the connection within `within` seconds."""
+    sock.settimeout(within)
+    try:
+        while sock.recv(1024):  # an answer first, perhaps: read on to the end
+            pass
+        return True
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def test_stalled_connections_cannot_lock_others_out(engine, monkeypatch):
+    from livedream.server.protocol import GuardedH11Protocol
+
+    monkeypatch.setattr(GuardedH11Protocol, "header_timeout", 1.5)
+    service = Service(ServerSettings(port=0, **FAST), photos=engine)
+    with service_thread(service) as st, httpx.Client(base_url=st.url, timeout=10) as client:
+        stalled = []
+        try:
+            for _ in range(300):  # a request line, some headers, and then nothing
+                try:
+                    s = _from("127.0.0.2", st.port)
+                    s.sendall(b"GET /api/layers HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Wait: ")
+                    stalled.append(s)
+                except OSError:
+                    break
+            time.sleep(0.3)
+            t = time.perf_counter()
+            assert client.get("/healthz").status_code == 200  # another client is served at once
+            assert client.get("/api/layers").status_code == 200
+            assert time.perf_counter() - t < 2
+            # One address keeps at most 16 open: the server closed the others at once...
+            open_ones = [s for s in stalled if not _closed_by_server(s, 0.05)]
+            assert len(open_ones) <= 16, len(open_ones)
+            # ... and lets go of the stalled ones when their headers do not come.
+            assert all(_closed_by_server(s, 5) for s in open_ones)
+        finally:
+            for s in stalled:
+                s.close()
+
+
+def test_stalled_uploads_take_two_slots_and_time_out(engine, photo):
+    service = Service(ServerSettings(port=0, idle_timeout=1.0, **FAST), photos=engine)
+    with service_thread(service) as st, httpx.Client(base_url=st.url, timeout=30) as client:
+        stalled, answers = [], []
+        try:
+            for _ in range(16):  # uploads that send a piece of the body and stall
+                s = _from("127.0.0.3", st.port)
+                s.sendall(b"POST /api/dream HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+                          b"Content-Length: 100000\r\n\r\n\xff\xd8\xff")
+                stalled.append(s)
+            time.sleep(0.5)
+            t = time.perf_counter()
+            r = client.post("/api/dream", content=jpeg(photo))  # someone else's upload
+            assert r.status_code == 200 and time.perf_counter() - t < 20
+            for s in stalled:
+                s.settimeout(5)
+                answers.append(s.recv(200).split(b"\r\n")[0])
+        finally:
+            for s in stalled:
+                s.close()
+    assert answers.count(b"HTTP/1.1 429 Too Many Requests") == 14, answers  # two at a time ...
+    assert answers.count(b"HTTP/1.1 408 Request Timeout") == 2, answers  # ... and they time out
+
+
+@pytest.mark.parametrize("body", [
+    b'{"iters": 1' + b"0" * 400 + b"}",
+    b"[" * 30_000 + b"]" * 30_000,  # within the 64 KB a body may have
+    b'{"layer": ""}',
+    b'{"strength": 1e999}',
+], ids=["huge int", "deeply nested", "empty layer", "infinite"])
+def test_hostile_params_are_400s_not_500s(server, body, caplog):
+    _, client = server
+    before = client.get("/api/params").json()["params"]
+    r = client.put("/api/params", content=body)
+    assert r.status_code == 400, r.text
+    assert "internal error" not in r.text and not [rec for rec in caplog.records if rec.exc_info]
+    assert client.get("/api/params").json()["params"] == before  # nothing changed

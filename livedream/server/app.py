@@ -22,6 +22,7 @@ Routes (with a token, every one but /healthz needs it; see guard.py):
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -91,6 +92,7 @@ class Service:
                                     dreamer_for=self._live_dreamer)
             self.stream.on_viewers = self.live.gate.add_viewers
         self.uploads = 0  # request bodies being received now
+        self.uploading: collections.Counter[str] = collections.Counter()  # ... per client address
         self.counts = {"bad_request": 0, "too_large": 0, "unsupported": 0, "busy": 0, "dreamed": 0}
 
     def _live_dreamer(self, cfg: VideoConfig, device: str = "cpu") -> DreamSource:
@@ -172,10 +174,10 @@ def create_app(service: Service) -> Guard:
         return JSONResponse(_params_body(service))
 
     async def put_params(request: Request) -> Response:
-        data = await _read_body(request, _MAX_JSON, settings.upload_timeout)
+        data = await _read_body(request, _MAX_JSON, settings.upload_timeout, settings.idle_timeout)
         try:
             body = json.loads(data or b"null")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
             raise HTTPProblem(400, "body must be a JSON object, e.g. {\"filter\": 3, \"level\": 2}") from None
         changes = parse_live_changes(body, settings, service.layers, service.control.params())
         if changes.get("layer"):  # load it here, not in the middle of the live stream
@@ -188,13 +190,21 @@ def create_app(service: Service) -> Guard:
 
     async def dream(request: Request) -> Response:
         service.worker.check_room()  # before reading the body: a full queue answers at once
+        client = request.client.host if request.client else "?"
         if service.uploads >= settings.max_uploads:
             raise HTTPProblem(503, "too many uploads at once", {"Retry-After": "2"})
+        if service.uploading[client] >= settings.max_uploads_per_client:
+            raise HTTPProblem(429, f"{settings.max_uploads_per_client} uploads from you are still "
+                                   "arriving; send one at a time", {"Retry-After": "2"})
         service.uploads += 1
+        service.uploading[client] += 1
         try:
             data, fields = await _read_image_request(request, settings)
         finally:
             service.uploads -= 1
+            service.uploading[client] -= 1
+            if service.uploading[client] <= 0:
+                del service.uploading[client]
         req = parse_dream_fields(fields, settings, service.layers)
         _, w, h = sniff_image(data)
         if w * h > settings.max_pixels:
@@ -233,7 +243,7 @@ def create_app(service: Service) -> Guard:
 
     async def on_problem(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPProblem)
-        key = {413: "too_large", 415: "unsupported", 503: "busy"}.get(exc.status, "bad_request")
+        key = {413: "too_large", 415: "unsupported", 429: "busy", 503: "busy"}.get(exc.status, "bad_request")
         service.counts[key] += 1
         return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
 
@@ -302,17 +312,23 @@ def create_stream_app(stream: MjpegStream, token: str | None,
 
 
 # -- helpers ----------------------------------------------------------------------------------------
-async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
-    """The request body, at most `limit` bytes (413) within `timeout` seconds (408)."""
+async def _read_body(request: Request, limit: int, timeout: float, idle: float) -> bytes:
+    """The request body, at most `limit` bytes (413), within `timeout` seconds and with no pause
+    longer than `idle` seconds between two pieces (408): a stalled upload frees its slot soon."""
     length = request.headers.get("content-length")
     if length is not None and (not length.isdigit() or int(length) > limit):
         raise HTTPProblem(413 if length.isdigit() else 400,
                           f"body of {length} bytes is over the limit of {limit}" if length.isdigit()
                           else "bad Content-Length", {"Connection": "close"})
     chunks, size = [], 0
+    pieces = request.stream().__aiter__()
     try:
         async with asyncio.timeout(timeout):
-            async for chunk in request.stream():
+            while True:
+                try:
+                    chunk = await asyncio.wait_for(pieces.__anext__(), idle)
+                except StopAsyncIteration:
+                    break
                 size += len(chunk)
                 if size > limit:
                     raise HTTPProblem(413, f"body over the limit of {limit} bytes", {"Connection": "close"})
@@ -320,14 +336,14 @@ async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
     except ClientDisconnect:
         raise HTTPProblem(400, "the client went away during the upload") from None
     except TimeoutError:
-        raise HTTPProblem(408, f"the body did not arrive within {timeout:g} s",
-                          {"Connection": "close"}) from None
+        raise HTTPProblem(408, f"the body did not arrive within {timeout:g} s (or stalled for "
+                               f"{idle:g} s)", {"Connection": "close"}) from None
     return b"".join(chunks)
 
 
 async def _read_image_request(request: Request, settings: ServerSettings) -> tuple[bytes, dict[str, str]]:
     """(image bytes, fields as text) from a multipart form or a raw body plus the query string."""
-    body = await _read_body(request, settings.max_upload, settings.upload_timeout)
+    body = await _read_body(request, settings.max_upload, settings.upload_timeout, settings.idle_timeout)
     fields = {k: v for k, v in request.query_params.items()}
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "application/x-www-form-urlencoded":

@@ -109,7 +109,7 @@ def parse_live_changes(body: object, settings: ServerSettings, layers: LayerTabl
                                    f"got {_show(changes['preset'])}")
         out["preset"] = changes["preset"]
     if "layer" in changes:
-        if not isinstance(changes["layer"], str):
+        if not isinstance(changes["layer"], str) or not changes["layer"].strip():
             raise HTTPProblem(400, f"layer must be a name like {layers.default!r}, "
                                    f"got {_show(changes['layer'])}")
         out["layer"] = _layer(changes["layer"], layers)
@@ -121,7 +121,7 @@ def parse_live_changes(body: object, settings: ServerSettings, layers: LayerTabl
             value = changes[name]
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise HTTPProblem(400, f"{name} must be a number in {lo}..{hi}, got {_show(value)}")
-            out[name] = _range(name, float(value), lo, hi)
+            out[name] = float(_range(name, value, lo, hi))
     layer = str(out.get("layer") or current.get("layer") or settings.layer or layers.default)
     if "channel" in changes:
         value = changes["channel"]
@@ -162,9 +162,11 @@ def _float(name: str, text: str, lo: float, hi: float) -> float:
 
 
 def _range(name: str, value: float, lo: float, hi: float) -> float:
-    if not (math.isfinite(value) and lo <= value <= hi) or (name == "step" and value == 0):
+    # An int is compared as it is: a 400-digit one is out of range, not an overflow in float().
+    finite = isinstance(value, int) or math.isfinite(value)
+    if not (finite and lo <= value <= hi) or (name == "step" and value == 0):
         low = f"{lo} (exclusive)" if name == "step" else f"{lo}"
-        raise HTTPProblem(400, f"{name} must be in {low}..{hi}, got {value}")
+        raise HTTPProblem(400, f"{name} must be in {low}..{hi}, got {_show(value)}")
     return value
 
 

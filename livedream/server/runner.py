@@ -20,6 +20,7 @@ import uvicorn
 
 from livedream.errors import LivedreamError
 from livedream.server.app import Service, create_app
+from livedream.server.protocol import GuardedH11Protocol
 
 __all__ = ["bind", "make_server", "ServerThread", "service_thread"]
 
@@ -74,6 +75,7 @@ def make_server(app: Any, stop_streams: Callable[[], None]) -> uvicorn.Server:
         app, log_level="warning",
         access_log=False,  # a request line would print ?token=... into the log
         lifespan="on", ws="none", server_header=False,
+        http=GuardedH11Protocol,  # header timeout, connections per client: see protocol.py
         timeout_keep_alive=5, timeout_graceful_shutdown=3,
         limit_concurrency=256,  # connections + tasks; above it uvicorn answers 503 itself
     )

@@ -34,7 +34,9 @@ class ServerSettings:
     max_pixels: int = 25_000_000  # pixels of one decoded image (413 above): a bomb is refused
     queue_size: int = 4  # dream jobs waiting for the worker; more -> 503 + Retry-After
     max_uploads: int = 16  # request bodies being received at once; more -> 503
+    max_uploads_per_client: int = 2  # ... from one client address: one client cannot take them all
     upload_timeout: float = 60.0  # seconds to receive a body (a trickling client gets 408)
+    idle_timeout: float = 10.0  # seconds a body may stall between two pieces (408 after)
     max_viewers: int = 16  # /stream.mjpg clients at once; more -> 503
     live_preset: str = "realtime"  # video preset of the live stream (--source)
     jpeg_quality: int = 90  # of dreamed images returned as JPEG
