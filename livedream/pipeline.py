@@ -463,13 +463,13 @@ class Pipeline:
                                                                     interpolation=cv2.INTER_AREA)
             starts.append(np.clip(rgb.astype(np.float32) + res, 0, 255))
         x = torch.from_numpy(np.stack(starts)).permute(0, 3, 1, 2)
-        y = refiner.dream(x, cfg.dream.replace(device=device, iters=cfg.refine_iters))
-        y = y.permute(0, 2, 3, 1).numpy()  # (B, h, w, 3)
-        for frame, start, dreamed in zip(batch, starts, y, strict=True):
-            change = dreamed - start
+        dreamed = refiner.dream(x, cfg.dream.replace(device=device, iters=cfg.refine_iters))
+        for frame, start, out in zip(batch, starts, dreamed.permute(0, 2, 3, 1).numpy(), strict=True):
+            change = out - start  # (h, w, 3)
             if size != (w, h):
                 change = cv2.resize(change, (w, h), interpolation=cv2.INTER_LINEAR)
-            frame.residual = frame.residual + change  # type: ignore[operator]
+            assert frame.residual is not None
+            frame.residual = frame.residual + change
 
     def _chain_index(self, frame: Frame) -> int:
         """The frame's place in the warm-start chain: its position in the run (ordered mode,
