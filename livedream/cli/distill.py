@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     size = _size(args.view_size)
     checks = [(args.steps >= 1, f"--steps must be >= 1, got {args.steps}"),
               (args.batch >= 1, f"--batch must be >= 1, got {args.batch}"),
-              (64 <= args.crop <= min(size), f"--crop must be in 64..{min(size)}, got {args.crop}"),
+              (64 <= args.crop <= min(size) - 16,
+               f"--crop must be in 64..{min(size) - 16} (16 px less than the view), got {args.crop}"),
               (args.lr > 0, f"--lr must be > 0, got {args.lr}"),
               (args.views_per_image >= 1 and args.frames_per_video >= 1, "views and frames must be >= 1")]
     for ok, message in checks:

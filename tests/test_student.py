@@ -1,0 +1,153 @@
+"""The student: its network, its weights file, picking it for a dream, and training it a little."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from livedream import DreamConfig
+from livedream.config import ConfigError, video_preset
+from livedream.distill.data import PairStore, find_sources, plan_views, teacher_params
+from livedream.distill.run import DistillPlan, distill
+from livedream.distill.train import TrainConfig, Trainer
+from livedream.dream import Dreamer, to_image, to_tensor
+from livedream.models import ModelError
+from livedream.student import student_for
+from livedream.student.net import StudentNet, StudentSpec
+from livedream.student.weights import load_student, save_student
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TINY = StudentSpec(channels=(8, 8, 16, 16), blocks=1)
+
+
+def picture(seed: int, w: int = 96, h: int = 72) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    import cv2
+
+    return cv2.resize(rng.integers(0, 255, (h // 8, w // 8, 3), dtype=np.uint8), (w, h),
+                      interpolation=cv2.INTER_CUBIC)
+
+
+def test_the_network_keeps_any_size_and_starts_as_the_identity():
+    net = StudentNet(TINY).eval()
+    for h, w in [(72, 96), (61, 83), (480, 640)]:
+        x = torch.rand(1, 3, h, w) * 255
+        r = net(x)
+        assert r.shape == (1, 3, h, w)
+        assert float(r.detach().abs().max()) == 0.0  # the output layer starts at zero: nothing changes
+
+
+def test_a_shifted_picture_gives_a_shifted_dream_where_it_can():
+    # Antialiased downsampling: a trained or random student's response to a 4-px move is close
+    # to the same dream moved by 4 px (away from the borders).
+    torch.manual_seed(0)
+    net = StudentNet(dataclasses.replace(TINY, antialias=True)).eval()
+    torch.nn.init.normal_(net.out.weight, std=0.05)
+    base = torch.from_numpy(picture(1, 160, 128)).permute(2, 0, 1)[None].float()
+    a, b = net(base[..., :, :128]), net(base[..., :, 4:132])
+    moved = (a[..., 24:-24, 28:-24] - b[..., 24:-24, 24:-28]).abs().mean()
+    assert float(moved) < 0.35 * float(a[..., 24:-24, 24:-24].abs().mean())
+
+
+def test_weights_round_trip_and_bad_files_are_one_line(tmp_path):
+    torch.manual_seed(1)
+    net = StudentNet(TINY)
+    torch.nn.init.normal_(net.out.weight, std=0.05)
+    teacher = teacher_params(DreamConfig(layers=("block5",), iters=2))
+    path = tmp_path / "s.pt"
+    path.write_bytes(save_student(net, teacher, {"steps": 3}))
+    student = load_student(path)
+    assert student.layers == ("block5",) and student.model == "effnet-lite0" and student.channel is None
+    x = torch.rand(1, 3, 48, 64) * 255
+    with torch.no_grad():
+        expected = net.half().float().eval()(x)  # the file keeps fp16 weights
+        assert torch.equal(student.net(x), expected)  # reloads to identical outputs
+    (tmp_path / "cut.pt").write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    (tmp_path / "other.pt").write_bytes(b"not a student at all")
+    for name, words in [("cut.pt", "cannot read student"), ("other.pt", "cannot read student"),
+                        ("missing.pt", "not found")]:
+        with pytest.raises(ModelError, match=words) as err:
+            load_student(tmp_path / name)
+        assert "\n" not in str(err.value)
+
+
+def test_a_student_is_used_only_for_its_own_dream(tmp_path, monkeypatch):
+    net = StudentNet(TINY)
+    path = tmp_path / "b5.pt"
+    path.write_bytes(save_student(net, teacher_params(DreamConfig(layers=("block5",))), {}))
+    cfg = video_preset("realtime").replace(student=str(path))
+    with pytest.raises(ConfigError, match="dreams effnet-lite0 block5, not effnet-lite0 block9"):
+        student_for(cfg)
+    ok = cfg.replace(dream=cfg.dream.replace(layers=("block5",)))
+    assert student_for(ok).path == str(path)
+    assert student_for(ok.replace(student=None)) is None
+    # "auto" with nothing shipped for the layer: gradient ascent, not an error.
+    auto = video_preset("realtime", layers=("block3",)).replace(student="auto")
+    assert student_for(auto) is None
+
+
+def _store(tmp_path, size=(96, 72), sources=3) -> tuple[PairStore, list, Dreamer]:
+    import cv2
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for k in range(sources):
+        cv2.imwrite(str(folder / f"p{k}.png"), picture(k, 160, 120))
+    teacher = Dreamer(DreamConfig(iters=2, octaves=1, jitter=2))
+    views = plan_views(find_sources([str(folder)]), per_image=2, per_video=1, seed=0)
+    store = PairStore(str(tmp_path / "work"), teacher_params(teacher.cfg))
+    from livedream.distill.data import make_pairs
+
+    list(make_pairs(views, store, lambda rgb: to_image(teacher.dream(to_tensor(rgb)))[0], size=size))
+    return store, views, teacher
+
+
+def test_a_student_trained_a_few_steps_lowers_its_loss(tmp_path):
+    store, views, teacher = _store(tmp_path)
+    one = [v for v in views if not v.source.holdout][:1]  # one pair: the same picture every step
+    torch.manual_seed(0)  # the student's first weights
+    trainer = Trainer(teacher, store, one, TrainConfig(steps=40, batch=1, crop=48, lr=3e-3, margin=8,
+                                                       val_every=1000), TINY)
+    losses = [trainer.train_step()[0] for _ in range(40)]
+    assert np.mean(losses[-8:]) < 0.9 * np.mean(losses[:8]), losses
+
+
+def test_distill_finishes_and_a_stop_leaves_a_resumable_state(tmp_path):
+    import cv2
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for k in range(3):
+        cv2.imwrite(str(folder / f"p{k}.png"), picture(k, 160, 120))
+    out = tmp_path / "s.pt"
+    plan = DistillPlan(data=(str(folder),), output=str(out), teacher=DreamConfig(iters=1, octaves=1, jitter=2),
+                       views_per_image=2, view_size=(96, 72), progress=False, spec=TINY,
+                       train=TrainConfig(steps=12, batch=1, crop=48, margin=8, val_every=4,
+                                         checkpoint_seconds=0.0))
+    stop = threading.Event()
+    calls = {"n": 0}
+    real = Trainer.train_step
+
+    def stop_after_five(self):  # "Ctrl-C" after the fifth step
+        calls["n"] += 1
+        if calls["n"] == 5:
+            stop.set()
+        return real(self)
+
+    Trainer.train_step = stop_after_five  # type: ignore[method-assign]
+    try:
+        first = distill(plan, stop)
+    finally:
+        Trainer.train_step = real  # type: ignore[method-assign]
+    assert first.interrupted and first.output is None and not out.exists()  # no half-written weights
+    assert not list(tmp_path.glob("*.part*")) and (tmp_path / "s.work" / "checkpoint.pt").exists()
+    assert first.steps == 5
+    second = distill(plan)  # the same command again: resumes at step 5
+    assert not second.interrupted and second.steps == 12 and out.exists()
+    student = load_student(out)
+    assert student.training["steps"] == 12 and student.teacher["iters"] == "1"
