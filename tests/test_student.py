@@ -49,7 +49,8 @@ def test_a_shifted_picture_gives_a_shifted_dream_where_it_can():
     net = StudentNet(dataclasses.replace(TINY, antialias=True)).eval()
     torch.nn.init.normal_(net.out.weight, std=0.05)
     base = torch.from_numpy(picture(1, 160, 128)).permute(2, 0, 1)[None].float()
-    a, b = net(base[..., :, :128]), net(base[..., :, 4:132])
+    with torch.no_grad():
+        a, b = net(base[..., :, :128]), net(base[..., :, 4:132])
     moved = (a[..., 24:-24, 28:-24] - b[..., 24:-24, 24:-28]).abs().mean()
     assert float(moved) < 0.35 * float(a[..., 24:-24, 24:-24].abs().mean())
 
@@ -125,7 +126,8 @@ def test_distill_finishes_and_a_stop_leaves_a_resumable_state(tmp_path):
     for k in range(3):
         cv2.imwrite(str(folder / f"p{k}.png"), picture(k, 160, 120))
     out = tmp_path / "s.pt"
-    plan = DistillPlan(data=(str(folder),), output=str(out), teacher=DreamConfig(iters=1, octaves=1, jitter=2),
+    teacher = DreamConfig(iters=1, octaves=1, jitter=2)
+    plan = DistillPlan(data=(str(folder),), output=str(out), teacher=teacher,
                        views_per_image=2, view_size=(96, 72), progress=False, spec=TINY,
                        train=TrainConfig(steps=12, batch=1, crop=48, margin=8, val_every=4,
                                          checkpoint_seconds=0.0))
