@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import functools
 import heapq
+import math
 import queue
 import threading
 import time
@@ -27,7 +28,7 @@ import cv2
 import numpy as np
 import torch
 
-from livedream.config import VideoConfig
+from livedream.config import DreamConfig, VideoConfig
 from livedream.control import Control
 from livedream.devices import resolve_devices, worker_threads
 from livedream.dream import Dreamer
@@ -99,6 +100,52 @@ def dreamer_for(cfg: VideoConfig, device: str) -> DreamSource:
     if student is not None:
         return StudentDreamer(student, device=device, precision=cfg.dream.precision)
     return Dreamer(cfg.dream.replace(device=device))
+
+
+_TILE_MARGIN = 32  # context around a rotating tile (a multiple of the networks' largest stride)
+_COLD_WIDTH = 480  # a cold start of the rotating-tiles dream is dreamed whole at this width
+
+
+def tile_box(seq: int, tiles: int, h: int, w: int) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1) of the tile frame `seq` dreams: `tiles` cells of a grid (as square as
+    possible), taken in turn."""
+    cols = math.ceil(math.sqrt(tiles))
+    rows = math.ceil(tiles / cols)
+    row, col = divmod(seq % (rows * cols), cols)
+    ys = [round(h * i / rows) for i in range(rows + 1)]
+    xs = [round(w * i / cols) for i in range(cols + 1)]
+    return ys[row], ys[row + 1], xs[col], xs[col + 1]
+
+
+def _dream_tile(dreamer: Dreamer, frame: Frame, start: np.ndarray, cfg: DreamConfig, tiles: int
+                ) -> np.ndarray:
+    """The frame's residual: its warm start with one tile (this frame's turn) dreamed at full size,
+    with a margin of context: the rotating-tiles ("detail") dream."""
+    small = small_of(frame)
+    h, w = small.shape[:2]
+    y0, y1, x0, x1 = tile_box(frame.seq, tiles, h, w)
+    ya, yb = max(0, y0 - _TILE_MARGIN), min(h, y1 + _TILE_MARGIN)
+    xa, xb = max(0, x0 - _TILE_MARGIN), min(w, x1 + _TILE_MARGIN)
+    crop = np.ascontiguousarray(start[ya:yb, xa:xb])
+    out = dreamer.dream(torch.from_numpy(crop[None]).permute(0, 3, 1, 2), cfg)[0].permute(1, 2, 0).numpy()
+    residual = start - small
+    residual[y0:y1, x0:x1] += (out - crop)[y0 - ya:y1 - ya, x0 - xa:x1 - xa]
+    return residual
+
+
+def _dream_cold_small(dreamer: Dreamer, frame: Frame, start: np.ndarray, cfg: DreamConfig,
+                      tiles: int) -> np.ndarray:
+    """A cold start of the rotating-tiles dream: the whole frame at `_COLD_WIDTH`, its residual
+    brought to full size (the tiles sharpen it over the next frames)."""
+    small = small_of(frame)
+    h, w = small.shape[:2]
+    size = dream_size(w, h, _COLD_WIDTH)
+    x = start if size == (w, h) else cv2.resize(start, size, interpolation=cv2.INTER_AREA)
+    out = dreamer.dream(torch.from_numpy(np.ascontiguousarray(x)[None]).permute(0, 3, 1, 2), cfg)
+    residual = out[0].permute(1, 2, 0).numpy() - x
+    if size != (w, h):
+        residual = cv2.resize(residual, (w, h), interpolation=cv2.INTER_LINEAR)
+    return start - small + residual
 
 
 def small_of(frame: Frame) -> np.ndarray:
@@ -402,6 +449,11 @@ class Pipeline:
             if is_cold and cfg.warm:  # no previous dream to build on: dream it like an image
                 dream_cfg = dream_cfg.replace(iters=max(cfg.cold_iters, cfg.dream.iters),
                                               step=cfg.cold_step)
+            if cfg.tiles >= 2:  # the detail preset: one tile per frame, or a smaller cold dream
+                for k in group:
+                    dream = _dream_cold_small if is_cold else _dream_tile
+                    batch[k].residual = dream(dreamer, batch[k], starts[k], dream_cfg, cfg.tiles)
+                continue
             x = torch.from_numpy(np.stack([starts[k] for k in group])).permute(0, 3, 1, 2)
             y = dreamer.dream(x, dream_cfg)
             out = y.permute(0, 2, 3, 1).numpy()

@@ -151,3 +151,24 @@ def test_dream_size_keeps_aspect_and_never_upscales():
     assert dream_size(640, 480, 320) == (320, 240)
     assert dream_size(200, 100, 320) == (200, 100)
     assert dream_size(641, 479, None) == (641, 479)
+
+
+def test_rotating_tiles_cover_the_frame_in_turn():
+    from livedream.pipeline import tile_box
+
+    h, w = 96, 128
+    covered = np.zeros((h, w), int)
+    for seq in range(4):
+        y0, y1, x0, x1 = tile_box(seq, 4, h, w)
+        covered[y0:y1, x0:x1] += 1
+    assert (covered == 1).all()  # four frames: every pixel once
+    assert tile_box(4, 4, h, w) == tile_box(0, 4, h, w)
+
+
+def test_the_detail_preset_dreams_full_size_one_tile_per_frame():
+    cfg = video_preset("detail", **dict(SMALL, dream_width=None, devices="cpu", tiles=4))
+    frames, report, src = run(cfg, frames=10, width=128, height=96)
+    assert [f.index for f in frames] == list(range(10)) and report.cold_starts == 1
+    assert frames[0].residual.shape == (96, 128, 3)  # full size: no upsampling
+    changes = [np.abs(f.out.astype(int) - src.frame(f.index).astype(int)).mean() for f in frames]
+    assert min(changes) > 1.0, changes
