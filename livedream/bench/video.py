@@ -39,6 +39,7 @@ from livedream.frame import Frame, dream_size
 from livedream.io.sinks import NullSink
 from livedream.io.sources import SyntheticSource
 from livedream.pipeline import DreamSource, Pipeline, Sink, build_dreamers
+from livedream.student import student_for
 from livedream.temporal import WarmStart, warping_error
 
 __all__ = ["bench_video", "dream_alone", "WindowSink"]
@@ -67,6 +68,14 @@ class WindowSink:
 
     def close(self) -> None:
         pass
+
+
+def bench_config(name: str) -> VideoConfig:
+    """A preset as the bench compares it: fixed settings (adaptive quality has its own section).
+    `realtime-gradient` is realtime without a student: the old way, gradient ascent at 320 px."""
+    if name == "realtime-gradient":
+        return video_preset("realtime", adaptive=False).replace(student=None)
+    return video_preset(name).replace(adaptive=False)
 
 
 def dream_alone(dreamer: DreamSource, cfg: VideoConfig, smalls: list[np.ndarray],
@@ -143,11 +152,13 @@ def _smalls(clip: Clip, size: tuple[int, int], n: int) -> list[np.ndarray]:
 
 
 def by_width(plan: Plan, clip: Clip, dreamers: Sequence[DreamSource]) -> dict[str, dict[str, object]]:
-    """fps of each preset at each dream width: end to end (decoded frames .. NullSink) and the
-    dream stage alone."""
+    """fps of each gradient-ascent preset that dreams at a width, at each dream width: end to end
+    (decoded frames .. NullSink) and the dream stage alone."""
     out: dict[str, dict[str, object]] = {}
-    for name, width in itertools.product(plan.presets, plan.widths):
-        cfg = video_preset(name, dream_width=width)
+    scaled = [n for n in plan.presets if bench_config(n).dream_width is not None
+              and student_for(bench_config(n)) is None]
+    for name, width in itertools.product(scaled, plan.widths):
+        cfg = bench_config(name).replace(dream_width=width)
         reports = _end_to_end(plan, clip, cfg, dreamers, slow=not cfg.warm)
         size = dream_size(*clip.size, width)
         smalls = _smalls(clip, size, plan.alone_frames if cfg.warm else plan.min_frames)
@@ -197,7 +208,7 @@ def same_frames(plan: Plan, clip: Clip, name: str, dreamers: Sequence[DreamSourc
                 judge: Dreamer) -> PresetRow:
     """One preset at its own dream width over the comparison window (warm presets run from frame
     0 so their warm start has built up; classic dreams only the window): fps, strength, flicker."""
-    cfg = video_preset(name)
+    cfg = bench_config(name)
     lo, hi = plan.window
     if not cfg.warm:
         frames = limited(replay(clip, lo), hi - lo, float("inf"))
@@ -230,7 +241,7 @@ def same_frames(plan: Plan, clip: Clip, name: str, dreamers: Sequence[DreamSourc
 def live(plan: Plan, name: str, dreamers: Sequence[DreamSource]) -> dict[str, object]:
     """A paced fake camera (30 fps) in live mode: latency capture -> sink, fps, frames dropped."""
     src = SyntheticSource(*plan.live_size, frames=int(plan.live_seconds * 30), fps=30.0, paced=True)
-    report = _run(iter(src), video_preset(name), dreamers, NullSink(), live=True)
+    report = _run(iter(src), bench_config(name), dreamers, NullSink(), live=True)
     lat = report["latency_ms"]
     row = {"p50_ms": lat["p50"], "p95_ms": lat["p95"], "fps": report["fps"],
            "frames": report["frames"], "dropped": int(report["dropped"]) + src.skipped,

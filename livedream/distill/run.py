@@ -115,6 +115,9 @@ def distill(plan: DistillPlan, stop: threading.Event | None = None) -> DistillRe
             "strength": result.strength, "gain": last.gain if last else None,
             "config": dataclasses.asdict(plan.train),
             "command": plan.command,
+            # how the validation strength grew with training time (the curve in BENCHMARKS.md)
+            "history": [{"step": r.step, "seconds": r.seconds, "strength": r.strength, "gain": r.gain}
+                        for r in trainer.history if r.strength is not None],
         }
         atomic_write(plan.output, save_student(trainer.student, params, training))
         result.output = plan.output
