@@ -46,9 +46,9 @@ TEXTURE_LAYERS = ("block2", "block4", "block7", "block9", "block11")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 20_000
+    steps: int = 30_000
     batch: int = 6  # crops per step
-    crop: int = 224  # side of a training crop, pixels of a 640x480 frame
+    crop: int = 192  # side of a training crop, pixels of a 640x480 frame
     lr: float = 1e-3  # Adam, cosine decay to 1/20 over `steps`
     seed: int = 0
     val_every: int = 250  # steps between validations

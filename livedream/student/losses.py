@@ -36,11 +36,11 @@ class LossWeights:
     """Each loss's weight. The objective leads; the others are squared, so their pull fades as
     they are met instead of fighting the objective with a constant push (as L1 terms did)."""
 
-    objective: float = 3.0
-    texture: float = 1.0
-    tone: float = 0.1  # per (10 levels)^2 of the 1/16-size pictures' difference
+    objective: float = 1.0
+    texture: float = 3.0  # the learnable part: the dream's texture statistics (style transfer's)
+    tone: float = 0.5  # per (10 levels)^2 of the 1/16-size pictures' difference
     size: float = 0.1  # per (10 levels)^2 of mean |residual| above the teacher's
-    stability: float = 0.1  # per (10 levels)^2 of the residual's change after the shift
+    stability: float = 0.3  # per (10 levels)^2 of the residual's change after the shift
 
 
 def gram(f: torch.Tensor) -> torch.Tensor:
