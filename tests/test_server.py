@@ -477,3 +477,16 @@ def test_hostile_params_are_400s_not_500s(server, body, caplog):
     assert r.status_code == 400, r.text
     assert "internal error" not in r.text and not [rec for rec in caplog.records if rec.exc_info]
     assert client.get("/api/params").json()["params"] == before  # nothing changed
+
+
+def test_instant_photos_need_a_student_for_the_layer(server, photo):
+    _, client = server
+    listed = client.get("/api/params").json()
+    assert "instant" in listed["presets"]["image"]
+    missing = client.post("/api/dream?preset=instant&layer=block3", content=jpeg(photo))
+    assert missing.status_code == 400 and "no student dreams block3" in missing.json()["error"]
+    if {"layer": "block9", "filter": None} in listed["students"]:  # a student ships for the default
+        r = client.post("/api/dream?preset=instant", content=jpeg(photo))
+        assert r.status_code == 200 and "preset=instant" in r.headers["x-dream-params"]
+        out = decode(r.content)
+        assert out.shape == photo.shape and np.abs(out.astype(int) - photo).mean() > 2.0

@@ -48,7 +48,7 @@ from livedream.live.session import LiveSession
 from livedream.models.layer_table import LayerTable
 from livedream.pipeline import DreamSource, dreamer_for
 from livedream.server.guard import Guard
-from livedream.server.params import DreamRequest, parse_dream_fields, parse_live_changes
+from livedream.server.params import INSTANT, DreamRequest, parse_dream_fields, parse_live_changes
 from livedream.server.photos import PhotoDreamer
 from livedream.server.settings import ServerSettings
 from livedream.server.stream import MjpegStream
@@ -380,8 +380,21 @@ def _params_body(service: Service) -> dict[str, Any]:
                            "level": s.level, "detail": s.detail, "strength": 1.0, "dream_side": s.dream_side},
         "limits": {"level": [0, s.max_level], "detail": [1, s.max_detail], "strength": [0, 4],
                    "upload_bytes": s.max_upload, "pixels": s.max_pixels},
-        "presets": {"image": list(PRESETS), "live": list(VIDEO_PRESETS)},
+        "presets": {"image": [*PRESETS, INSTANT], "live": list(VIDEO_PRESETS)},
+        # what preset=instant can dream: the shipped students of this model
+        "students": [{"layer": layer, "filter": channel} for layer, channel in _students(service)],
     }
+
+
+def _students(service: Service) -> list[tuple[str, int | None]]:
+    from livedream.student.weights import load_student, shipped_students
+
+    found = []
+    for path in shipped_students():
+        student = load_student(path)
+        if student.model == service.layers.model:
+            found.append(((student.layers or (service.layers.default,))[0], student.channel))
+    return found
 
 
 def _rss_mb() -> float | None:

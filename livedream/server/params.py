@@ -18,9 +18,10 @@ from livedream.models.layer_table import LayerTable
 from livedream.server.settings import ServerSettings
 from livedream.server.uploads import HTTPProblem
 
-__all__ = ["DreamRequest", "DREAM_FIELDS", "parse_dream_fields", "parse_live_changes"]
+__all__ = ["DreamRequest", "DREAM_FIELDS", "INSTANT", "parse_dream_fields", "parse_live_changes"]
 
 DREAM_FIELDS = ("filter", "level", "detail", "layer", "strength", "preset", "format")
+INSTANT = "instant"  # the photo preset that dreams with the layer's student, in one pass
 _NONE = ("", "none", "all", "-1")  # "no filter": the whole layer's energy
 _INT = re.compile(r"[+-]?\d{1,9}")
 _MAX_STEP = 10.0
@@ -40,6 +41,7 @@ class DreamRequest:
     octave_scale: float
     strength: float  # the dream residual is scaled by this when added to the photo
     fmt: str  # "jpeg" | "png"
+    instant: bool = False  # dreamed in one pass by the layer's student (preset=instant)
 
     def config(self, base: DreamConfig) -> DreamConfig:
         """`base` (a Dreamer's config, so its network fields match) with this request's values."""
@@ -48,6 +50,8 @@ class DreamRequest:
 
     def describe(self, layers: LayerTable) -> dict[str, str]:
         channel = "all" if self.channel is None else str(self.channel)
+        if self.instant:
+            return {"layer": self.layer, "filter": channel, "preset": INSTANT, "strength": str(self.strength)}
         return {"layer": self.layer, "filter": channel,
                 "level": str(self.iters), "detail": str(self.octaves), "step": str(self.step),
                 "strength": str(self.strength)}
@@ -62,9 +66,9 @@ def parse_dream_fields(fields: Mapping[str, str], settings: ServerSettings,
     values: dict[str, float] = {"iters": settings.level, "octaves": settings.detail,
                                 "step": settings.step, "octave_scale": DreamConfig.octave_scale}
     name = fields.get("preset", "").strip()
-    if name:
+    if name and name != INSTANT:
         if name not in PRESETS:
-            raise HTTPProblem(400, f"unknown preset {name!r}; available: {', '.join(PRESETS)}")
+            raise HTTPProblem(400, f"unknown preset {name!r}; available: {', '.join([*PRESETS, INSTANT])}")
         values.update({k: v for k, v in PRESETS[name].items() if k in values})  # type: ignore[misc]
     if fields.get("level", "").strip():
         values["iters"] = _int("level", fields["level"], 0, settings.max_level)
@@ -81,7 +85,7 @@ def parse_dream_fields(fields: Mapping[str, str], settings: ServerSettings,
     return DreamRequest(layer=layer, channel=channel, iters=int(values["iters"]),
                         octaves=int(values["octaves"]), step=float(values["step"]),
                         octave_scale=float(values["octave_scale"]), strength=strength,
-                        fmt="png" if fmt == "png" else "jpeg")
+                        fmt="png" if fmt == "png" else "jpeg", instant=name == INSTANT)
 
 
 def parse_live_changes(body: object, settings: ServerSettings, layers: LayerTable,

@@ -28,10 +28,14 @@ from livedream.dream import Dreamer, to_tensor
 from livedream.frame import compose
 from livedream.models.layer_table import LayerTable
 from livedream.server.params import DreamRequest
+from livedream.server.uploads import HTTPProblem
+from livedream.student.dreamer import StudentDreamer
+from livedream.student.weights import find_shipped, load_student
 
 __all__ = ["PhotoDreamer", "LockedDreamer", "DreamLock"]
 
 _CACHED = 3  # Dreamers kept for other layers than the default (each holds a truncated network)
+STUDENT_SIDE = 1600  # a student dreams a photo at up to this many pixels on its longest side
 
 
 class DreamLock:
@@ -102,6 +106,7 @@ class PhotoDreamer:
         self.lock = DreamLock()  # one dream at a time, photos before live frames
         self._cache_lock = threading.Lock()
         self._dreamers: collections.OrderedDict[str, Dreamer] = collections.OrderedDict()
+        self._students: dict[str, StudentDreamer] = {}
         self.default = self.dreamer(layers.canonical(None))  # loads the network now, once
 
     def dreamer(self, layer: str) -> Dreamer:
@@ -122,8 +127,20 @@ class PhotoDreamer:
     def locked(self, dreamer: Any) -> LockedDreamer:
         return LockedDreamer(dreamer, self.lock)
 
+    def student(self, layer: str, channel: int | None) -> StudentDreamer | None:
+        """The shipped student for `layer` and `channel` (a replica of its own), if one exists."""
+        path = find_shipped(self.layers.model, (layer,), channel, self.layers.default)
+        if path is None:
+            return None
+        with self._cache_lock:
+            if str(path) not in self._students:
+                self._students[str(path)] = StudentDreamer(load_student(path), device=self.base.device)
+            return self._students[str(path)]
+
     def dream(self, rgb: np.ndarray, req: DreamRequest) -> np.ndarray:
         """RGB uint8 (H, W, 3) -> dreamed RGB uint8 (H, W, 3) of the same size."""
+        if req.instant:
+            return self._instant(rgb, req)
         dreamer = self.dreamer(req.layer)
         h, w = rgb.shape[:2]
         scale = min(1.0, self.dream_side / max(h, w))
@@ -133,4 +150,18 @@ class PhotoDreamer:
         with self.lock.photo():
             y = dreamer.dream(x, req.config(dreamer.cfg))
         residual = (y - x)[0].permute(1, 2, 0).numpy()  # (h, w, 3) float32
+        return compose(rgb, residual, req.strength)
+
+    def _instant(self, rgb: np.ndarray, req: DreamRequest) -> np.ndarray:
+        """One pass of the layer's student, at the photo's size up to `STUDENT_SIDE` pixels."""
+        student = self.student(req.layer, req.channel)
+        if student is None:
+            which = req.layer + ("" if req.channel is None else f" filter {req.channel}")
+            raise HTTPProblem(400, f"no student dreams {which}: dream it without preset=instant")
+        h, w = rgb.shape[:2]
+        scale = min(1.0, STUDENT_SIDE / max(h, w))
+        size = (max(16, round(w * scale)), max(16, round(h * scale)))
+        small = rgb if size == (w, h) else cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        with self.lock.photo():
+            residual = student.residual(to_tensor(small))[0].permute(1, 2, 0).numpy()
         return compose(rgb, residual, req.strength)
