@@ -107,7 +107,8 @@ def _unseen(plan: Plan, student: Student) -> dict[str, Any]:
     judge = Dreamer(DreamConfig(precision="fp32"))
     classic = Dreamer(video_preset("classic").dream.replace(precision="fp32"))
     dreamer = StudentDreamer(student)
-    gains, classic_gains = [], []
+    gains: list[float] = []
+    classic_gains: list[float] = []
     for rgb in frames:
         x = to_tensor(rgb)
         e0 = float(judge.energy(x)[0])
