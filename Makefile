@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test test-fast lint typecheck bench clean
 
 setup: $(STAMP)
 
@@ -23,14 +23,22 @@ demo: setup
 	$(VENV)/bin/livedream image samples/fruits.jpg -o out/fruits_dream.jpg
 	@echo "demo: wrote out/box_dream.mp4 (dreamed video, sound kept) and out/fruits_dream.jpg"
 
-test: setup lint
+# Everything: lint, types, the floors, every test (a few minutes on 2 cores).
+test: setup lint typecheck
 	$(PY) -m pytest -q
+
+# The unit tests alone (no end-to-end runs of commands, servers, browsers): under a minute.
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
 
 lint: setup
 	$(VENV)/bin/ruff check livedream tests scripts
+
+typecheck: setup
+	$(VENV)/bin/mypy
 
 bench: setup
 	$(VENV)/bin/livedream bench --json out/bench.json --markdown out/bench.md --plots docs
 
 clean:
-	rm -rf out .pytest_cache .ruff_cache
+	rm -rf out .pytest_cache .ruff_cache .mypy_cache
