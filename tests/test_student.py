@@ -153,3 +153,29 @@ def test_distill_finishes_and_a_stop_leaves_a_resumable_state(tmp_path):
     assert not second.interrupted and second.steps == 12 and out.exists()
     student = load_student(out)
     assert student.training["steps"] == 12 and student.teacher["iters"] == "1"
+
+
+def test_video_with_a_student_keeps_frames_duration_and_sound(tmp_path):
+    import av
+    from clips import make_clip
+
+    from livedream.cli import main
+
+    torch.manual_seed(2)
+    net = StudentNet(TINY)
+    torch.nn.init.normal_(net.out.weight, std=0.2)  # a student that changes something
+    weights = tmp_path / "s.pt"
+    weights.write_bytes(save_student(net, teacher_params(DreamConfig()), {"steps": 0}))
+    src = make_clip(tmp_path / "in.mp4", width=96, height=64, frames=24, fps=24, audio=True)
+    out = tmp_path / "out.mp4"
+    assert main(["video", str(src), "-o", str(out), "--student", str(weights), "--quiet",
+                 "--dream-width", "48"]) == 0
+
+    def probe(path):
+        with av.open(str(path)) as c:
+            frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+            return frames, float(c.duration / av.time_base), [s.codec_context.name for s in c.streams.audio]
+
+    (a, da, sa), (b, db, sb) = probe(src), probe(out)
+    assert len(b) == len(a) == 24 and sb == sa == ["aac"] and db == pytest.approx(da, abs=1 / 24)
+    assert np.mean([np.abs(x.astype(int) - y.astype(int)).mean() for x, y in zip(a, b, strict=True)]) > 1.0
