@@ -35,10 +35,11 @@ class Control:
             return self._cfg
 
     def params(self) -> dict[str, object]:
-        """The steerable parameters' current values."""
+        """The steerable parameters' current values; the layer by name even when none was given
+        (the network's default), so a report says what was dreamed."""
         cfg = self.config
         return {
-            "layer": cfg.dream.layers[0] if cfg.dream.layers else None,
+            "layer": cfg.dream.layers[0] if cfg.dream.layers else _default_layer(cfg.dream.model),
             "channel": cfg.dream.channel, "iters": cfg.dream.iters, "octaves": cfg.dream.octaves,
             "step": cfg.dream.step, "strength": cfg.strength, "decay": cfg.decay,
         }
@@ -113,6 +114,13 @@ def check_layer(cfg: VideoConfig) -> None:
     except ValueError as e:  # ModelError included: an unknown layer, with the valid names
         raise ConfigError(str(e)) from None
     check_channel(cfg.dream.channel, table.canonical(layer), count)
+
+
+def _default_layer(model: str) -> str:
+    """The layer `model` dreams when none is given, in its canonical form."""
+    from livedream.models import model_spec  # needs torch: imported when asked
+
+    return _canonical(model, model_spec(model).default_layer)
 
 
 def _canonical(model: str, layer: str) -> str:

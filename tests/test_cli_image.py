@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -125,6 +127,97 @@ def test_a_folder_and_several_inputs_go_to_an_output_folder(tmp_path, capfd, sam
     assert not np.array_equal(decode(listed / "a.jpg"), decode(listed / "b.png"))
 
 
+def test_a_folder_with_bad_images_dreams_the_good_ones_names_the_bad_ones_exits_1(tmp_path, capfd,
+                                                                                  sample_rgb):
+    src = tmp_path / "in"
+    src.mkdir()
+    small = resized(sample_rgb, 64)
+    write_rgb(src / "a.jpg", small)
+    ok, png = cv2.imencode(".png", small)
+    (src / "b.png").write_bytes(png.tobytes()[: len(png) // 2])  # truncated: libpng complains
+    (src / "c.jpg").write_bytes(b"")
+    ok, jpg = cv2.imencode(".jpg", small)
+    jpg = jpg.tobytes()  # damaged in the middle: it decodes, and libjpeg complains on stderr
+    (src / "d.jpg").write_bytes(jpg[: len(jpg) // 2] + bytes(range(256)) * 4 + jpg[-2:])
+    write_rgb(src / "e.png", small[::-1])
+    out = tmp_path / "out"
+
+    code, stdout, stderr = run(["image", src, "-o", out, *FAST], capfd)
+    assert code == 1, stderr
+    assert sorted(os.listdir(out)) == ["a.jpg", "d.jpg", "e.png"]  # every good one, after the bad
+    assert params_of(out / "e.png")["input"] == "e.png"
+    lines = [line.strip() for line in stderr.replace("\r", "\n").splitlines()]  # (the bar's \r)
+    lines = [line for line in lines if line and not line.startswith("dreaming")]
+    assert lines[0].startswith(f"livedream: error: {src / 'b.png'} is not an image this tool can read (")
+    assert "PNG input buffer is incomplete" in lines[0]  # libpng's reason, on our line
+    assert lines[1:] == [
+        f"livedream: error: {src / 'c.jpg'} is empty",
+        f"livedream: error: 2 of 5 images failed: {src / 'b.png'}, {src / 'c.jpg'}",
+    ], stderr  # and no line of libpng's or libjpeg's own
+    assert "3 images in" in stdout
+
+
+def test_a_folder_of_bad_images_only_leaves_no_output_folder(tmp_path, capfd):
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.jpg").write_text("text, not a JPEG\n")
+    (src / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    code, _, stderr = run(["image", src, "-o", tmp_path / "out", *FAST], capfd)
+    assert code == 1, stderr
+    assert sorted(os.listdir(tmp_path)) == ["in"]  # the folder it made held nothing: removed
+    (tmp_path / "mine").mkdir()
+    code, _, stderr = run(["image", src, "-o", tmp_path / "mine", *FAST], capfd)
+    assert code == 1 and (tmp_path / "mine").is_dir()  # a folder that was there stays
+
+
+def _riff_webp(chunk: bytes, body: bytes) -> bytes:
+    payload = b"WEBP" + chunk + len(body).to_bytes(4, "little") + body
+    return b"RIFF" + len(payload).to_bytes(4, "little") + payload
+
+
+def _tiff(order: str, kind: int, width: int, height: int) -> bytes:
+    """A TIFF header and its first IFD: ImageWidth, ImageLength (SHORT 3 or LONG 4), no pixels."""
+    e = "<" if order == "II" else ">"
+    fmt = "H2x" if kind == 3 else "I"  # a SHORT sits in the first 2 bytes of the value field
+    head = order.encode() + struct.pack(e + "HI", 42, 8)
+    entries = [struct.pack(e + "HHI" + fmt, tag, kind, 1, value)
+               for tag, value in ((256, width), (257, height))]
+    return head + struct.pack(e + "H", len(entries)) + b"".join(entries) + struct.pack(e + "I", 0)
+
+
+BOMBS = {  # name: (bytes, declared size)
+    "lossless.webp": (_riff_webp(b"VP8L", b"\x2f" + (16382 | 16382 << 14).to_bytes(4, "little")),
+                      (16383, 16383)),
+    "lossy.webp": (_riff_webp(b"VP8 ", b"\x10\x02\x00\x9d\x01\x2a" + struct.pack("<HH", 16383, 16383)),
+                   (16383, 16383)),
+    "extended.webp": (_riff_webp(b"VP8X", b"\x10\0\0\0" + (16382).to_bytes(3, "little") * 2),
+                      (16383, 16383)),
+    "little-short.tif": (_tiff("II", 3, 16383, 16383), (16383, 16383)),
+    "big-short.tiff": (_tiff("MM", 3, 16383, 16383), (16383, 16383)),
+    "little-long.tif": (_tiff("II", 4, 100_000, 2000), (100_000, 2000)),
+    "big-long.tif": (_tiff("MM", 4, 70_000, 70_000), (70_000, 70_000)),
+}
+
+
+@pytest.mark.parametrize("name", list(BOMBS))
+def test_an_image_bomb_is_refused_from_its_header_before_decoding(name, tmp_path, capfd, monkeypatch):
+    data, (width, height) = BOMBS[name]
+    path = tmp_path / name
+    path.write_bytes(data + bytes(10_000))  # ~10 KB, like the real ones
+
+    def no_decoding(*args: object) -> None:
+        raise AssertionError("the decoder ran")
+
+    monkeypatch.setattr(cv2, "imdecode", no_decoding)
+    start = time.monotonic()
+    code, _, stderr = run(["image", path, "-o", tmp_path / "o.png", *FAST], capfd)
+    assert time.monotonic() - start < 1.0
+    assert code == 2
+    assert stderr == (f"livedream: error: {path} has {width}x{height} = {width * height:,} pixels, "
+                      "more than the limit of 100,000,000\n")
+    assert sorted(os.listdir(tmp_path)) == [name]
+
+
 # -- errors --------------------------------------------------------------------------------------
 Case = Callable[[Path], tuple[list[object], list[str]]]
 
@@ -157,6 +250,12 @@ def _parent_is_a_file(t: Path):
 def _read_only(t: Path):
     (t / "out").chmod(0o500)
     return ["image", SAMPLE, "-o", o(t)], ["not writable"]
+
+
+def _truncated_png(t: Path):
+    ok, png = cv2.imencode(".png", np.zeros((64, 64, 3), np.uint8) + 90)
+    (t / "cut.png").write_bytes(png.tobytes()[:60])  # libpng prints its own "libpng error:" line
+    return ["image", t / "cut.png", "-o", o(t)], ["cut.png is not an image", "PNG input buffer is incomplete"]
 
 
 def _same_names(t: Path):
@@ -212,6 +311,7 @@ ERRORS: dict[str, Case] = {
         ["image", SAMPLE, "-o", t / "out" / "o.bmp", "--iters", "0"], ["cannot write '.bmp'"],
     ),
     "two inputs, one output name": _same_names,
+    "truncated png": _truncated_png,
 }
 
 
@@ -280,6 +380,16 @@ def test_errors_from_a_real_process(name, processes):
     proc, fragments, root, before = processes[name]
     _, stderr = proc.communicate(timeout=300)
     check_error(proc.returncode, stderr, fragments, root, before)
+
+
+@pytest.mark.parametrize("ext", [".gif", ".bmp", ".webp", ".tif", ".tiff", ".heic", ".avif", ".GIF"])
+def test_an_output_in_a_format_we_cannot_write_is_refused_and_nothing_is_made(ext, tmp_path, capfd):
+    out = tmp_path / f"x{ext}"
+    code, _, stderr = run(["image", SAMPLE, "-o", out, "--iters", "0"], capfd)
+    assert code == 2, stderr
+    assert stderr == f"livedream: error: cannot write '{ext.lower()}' files ({out}); use a name " \
+                     "ending in .png, .jpg, .jpeg\n"
+    assert os.listdir(tmp_path) == []  # no file, no folder x.gif/
 
 
 def test_usage_errors_are_one_line_and_exit_2(capfd):

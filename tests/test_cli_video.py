@@ -94,6 +94,32 @@ def test_several_inputs_go_to_a_folder_named_after_them(tmp_path):
     assert sorted(os.listdir(outdir)) == ["a.mp4", "b.mp4"]
 
 
+def test_a_folder_with_bad_files_dreams_the_good_ones_names_the_bad_ones_exits_1(tmp_path):
+    indir, outdir = tmp_path / "in", tmp_path / "out"
+    indir.mkdir()
+    make_clip(indir / "a.mp4", frames=6, audio=False)
+    (indir / "b.avi").write_bytes(b"RIFF" + os.urandom(2000))
+    (indir / "c.mp4").write_text("not a video\n")
+    make_clip(indir / "d.mkv", frames=6, audio=True)
+    r = run_cli("video", str(indir), "-o", str(outdir), *FAST)
+    assert r.returncode == 1, r.stderr
+    assert sorted(os.listdir(outdir)) == ["a.mp4", "d.mkv"]  # the one after the bad ones too
+    assert len(probe(outdir / "d.mkv")["frames"]) == 6
+    assert r.stderr.splitlines() == [
+        "livedream: error: not a video file: b.avi (Invalid data found when processing input)",
+        "livedream: error: not a video file: c.mp4 (Invalid data found when processing input)",
+        f"livedream: error: 2 of 4 files failed: {indir / 'b.avi'}, {indir / 'c.mp4'}",
+    ], r.stderr  # nothing of libav's own
+
+    only_bad = tmp_path / "bad"
+    only_bad.mkdir()
+    (only_bad / "x.mp4").write_bytes(os.urandom(3000))
+    (only_bad / "y.mov").write_bytes(b"")
+    r = run_cli("video", str(only_bad), "-o", str(tmp_path / "none"), *FAST)
+    assert r.returncode == 1 and r.stderr.count("livedream: error:") == 3, r.stderr
+    assert not (tmp_path / "none").exists()  # the folder it made held nothing: removed
+
+
 @pytest.mark.parametrize("form", ["same file", "its own folder"])
 def test_an_output_that_is_an_input_is_refused_and_the_input_kept(tmp_path, form):
     src = make_clip(tmp_path / "a.mp4", frames=4, audio=False)
@@ -103,6 +129,18 @@ def test_an_output_that_is_an_input_is_refused_and_the_input_kept(tmp_path, form
     assert r.returncode == 2, r.stderr
     assert "also an input" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert src.read_bytes() == before
+
+
+@pytest.mark.parametrize("name", ["out.gif", "out.avi", "out.webm", "out.GIF"])
+def test_an_output_in_a_format_we_do_not_write_is_refused_and_nothing_is_made(tmp_path, capsys,
+                                                                             name):
+    (tmp_path / "in").mkdir()
+    src = make_clip(tmp_path / "in" / "a.mp4", frames=4, audio=False)
+    assert main(["video", str(src), "-o", str(tmp_path / name), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"livedream: error: cannot write '{Path(name).suffix.lower()}' files")
+    assert len(err.splitlines()) == 1 and "ending in .mp4, .mkv, .mov" in err, err
+    assert os.listdir(tmp_path) == ["in"]  # no file, no folder out.gif/
 
 
 def test_start_and_duration_cut(tmp_path):
@@ -168,6 +206,26 @@ def test_ctrl_c_finalizes_a_playable_file(tmp_path):
     assert 0 < len(b["frames"]) < 900
     assert b["audio"] == ["aac"]
     assert b["duration"] == pytest.approx(len(b["frames"]) / 30, abs=0.2)
+
+
+def test_sigterm_finalizes_a_playable_file_like_ctrl_c_and_leaves_no_temp_file(tmp_path):
+    src = make_clip(tmp_path / "long.mp4", frames=900, fps=30, width=160, height=120, audio=True)
+    out = tmp_path / "out.mp4"
+    proc = subprocess.Popen([sys.executable, "-m", "livedream", "video", str(src), "-o", str(out),
+                             "--quiet", "--dream-width", "96", "--cold-iters", "1"],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(tmp_path.glob(".out*.part*")):
+        time.sleep(0.2)
+    time.sleep(3)  # let some frames through
+    proc.send_signal(signal.SIGTERM)  # as `kill`, a service manager or a container stop sends it
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.splitlines()[-1].startswith("livedream: interrupted: wrote the ") and "Traceback" not in err
+    b = probe(out)
+    assert 0 < len(b["frames"]) < 900 and b["audio"] == ["aac"]
+    assert b["duration"] == pytest.approx(len(b["frames"]) / 30, abs=0.2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mp4", "out.mp4"]  # no .part file
 
 
 def test_a_failing_stage_names_it_and_keeps_what_was_dreamed(tmp_path, monkeypatch):

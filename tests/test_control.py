@@ -68,3 +68,10 @@ def test_listeners_hear_every_change_and_updates_are_atomic(cfg):
         t.join()
     assert control.version == 80 and len(heard) == 80
     assert heard[-1] == control.config
+
+
+@pytest.mark.parametrize("model, layer", [("effnet-lite0", "block9"), ("googlenet", "inception4c")])
+def test_params_name_the_default_layer_when_none_was_given(model, layer):
+    control = Control(video_preset("realtime", model=model))
+    assert control.config.dream.layers in (None, ())  # nothing given: the network's default
+    assert control.params()["layer"] == layer

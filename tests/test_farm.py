@@ -6,7 +6,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -287,6 +290,57 @@ def test_corrupt_file_among_good_ones_is_named_and_exits_non_zero(tmp_path, caps
     assert f"livedream: error: 1 of 3 files failed: {indir / 'b.avi'}" in err
 
 
+def _damage(kind: str, data: dict) -> str:
+    """Damage a manifest's data in place as `kind` says; the field the message must name."""
+    entry = data["files"]["in.mp4"]
+    record = entry["done"]["0"]
+    changes = {
+        "chunk file": (record, "file", 5), "chunk frames": (record, "frames", "12"),
+        "chunk first_pts": (record, "first_pts", None), "chunk seconds": (record, "seconds", True),
+        "chunk stopped_early": (record, "stopped_early", ["x"]),
+        "entry chunks": (entry, "chunks", 1.5), "entry done": (entry, "done", []),
+        "entry error": (entry, "error", 7), "entry output_size": (entry, "output_size", "1"),
+        "entry status": (entry, "status", None),
+    }
+    if kind in changes:
+        where, key, value = changes[kind]
+        where[key] = value
+        return key
+    if kind == "chunk missing run":
+        del record["run"]
+        return "run"
+    if kind == "entry a list":
+        data["files"]["in.mp4"] = [entry]
+        return "in.mp4"
+    data["files"] = [entry]  # "files a list"
+    return "files"
+
+
+@pytest.mark.parametrize("kind", [
+    "chunk file", "chunk frames", "chunk first_pts", "chunk seconds", "chunk stopped_early",
+    "chunk missing run", "entry chunks", "entry done", "entry error", "entry output_size",
+    "entry status", "entry a list", "files a list"])
+def test_a_manifest_with_a_field_of_the_wrong_type_is_one_line_exit_2(tmp_path, capsys, kind):
+    src = make_keyed_clip(tmp_path / "in.mp4", frames=12, gop=12, audio=False)
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    record = {"file": ".livedream-chunks/in.mp4/chunk-0000.mp4", "frames": 12, "first_pts": 0,
+              "run": "0123abcd", "seconds": 0.5, "stopped_early": None}
+    data = {"version": 1, "files": {"in.mp4": {
+        "input": str(src), "fingerprint": "0123456789abcdef", "chunks": 1, "done": {"0": record},
+        "status": "pending", "error": None, "output_size": None, "output_mtime_ns": None,
+        "frames": None, "run": "0123abcd"}}}
+    field = _damage(kind, data)
+    (outdir / MANIFEST_NAME).write_text(json.dumps(data))
+    code = main([str(src), "-o", str(outdir), "--workers", "1", *FAST_ARGS])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("livedream: error: "), err
+    assert "is damaged" in err and "delete it to start over" in err and field in err, err
+    assert sorted(os.listdir(outdir)) == [MANIFEST_NAME]  # nothing dreamed, nothing written
+
+
 def assert_whole_after_a_worker_dies(tmp_path, executor):
     """Dream a 3-chunk clip on `executor` while the worker on chunk 1 exits after 3 frames: the
     fault fired, and the output still has every frame time and the sound of the input."""
@@ -306,6 +360,77 @@ def assert_whole_after_a_worker_dies(tmp_path, executor):
 
 def test_local_worker_killed_mid_job_is_replaced_and_the_output_is_whole(tmp_path):
     assert_whole_after_a_worker_dies(tmp_path, LocalExecutor(workers=2))
+
+
+def _workers(driver: int) -> list[int]:
+    """The worker processes `driver` started (multiprocessing's spawned children), from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == driver and b"spawn_main" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, dead but not reaped by whoever adopted it, does not)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _busy_batch(tmp_path: Path) -> tuple[subprocess.Popen, Path, list[int]]:
+    """`livedream batch` of two long clips on two workers, once both are dreaming; (process,
+    output folder, worker pids)."""
+    clips = [make_keyed_clip(tmp_path / f"{name}.mp4", width=160, height=120, frames=600, gop=30,
+                             audio=False) for name in ("a", "b")]
+    outdir = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "livedream", "batch", *map(str, clips), "-o",
+                             str(outdir), "--workers", "2", "--chunk-seconds", "0", "--quiet",
+                             "--dream-width", "96", "--cold-iters", "1"],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None:
+        if len(list(outdir.glob(".livedream-chunks/*/.chunk-*.part-*"))) == 2:  # both are writing
+            break
+        time.sleep(0.2)
+    workers = _workers(proc.pid)
+    assert proc.poll() is None and len(workers) == 2, workers
+    return proc, outdir, workers
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigterm_stops_a_batch_like_ctrl_c_keeping_the_manifest_and_stopping_the_workers(tmp_path):
+    proc, outdir, workers = _busy_batch(tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == (f"livedream: interrupted: finished chunks are kept in "
+                                            f"{outdir / MANIFEST_NAME}; run the same command again "
+                                            "to resume"), err
+    assert set(manifest(outdir)) == {"a.mp4", "b.mp4"}
+    assert not [pid for pid in workers if _running(pid)]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_workers_die_with_a_killed_driver(tmp_path):
+    proc, _, workers = _busy_batch(tmp_path)
+    proc.send_signal(signal.SIGKILL)  # the driver cannot stop them: the kernel must
+    deadline = time.monotonic() + 3  # each had seconds of dreaming left
+    proc.wait(timeout=10)  # not communicate(): it would wait for the workers (stderr is theirs too)
+    while time.monotonic() < deadline and any(_running(pid) for pid in workers):
+        time.sleep(0.05)
+    alive = [pid for pid in workers if _running(pid)]
+    for pid in alive:  # the test's own cleanup, before it fails
+        os.kill(pid, signal.SIGKILL)
+    assert proc.stderr is not None
+    proc.stderr.close()
+    assert not alive, "workers outlived their driver"
 
 
 def test_ray_executor_missing_is_one_line_exit_2(tmp_path, capsys, monkeypatch):

@@ -250,6 +250,53 @@ def test_cli_bad_source_exits_2_with_one_line(source, capsys):
     assert time.monotonic() - start < 1
 
 
+@pytest.mark.parametrize("spec", [
+    "rtsp://user:hunter2@cam:abc/x",  # the parser's message quotes what it took for a port
+    "rtsp://user:hun/ter2@cam/x",  # a / in the password: the parser cuts the host there
+    "rtsp://user:hun@ter2@cam/x",  # an @ in the password
+    "rtsp://:hunter2@cam/x",  # no user name
+    "rtsp:/user:hunter2@cam/x",  # one slash
+    "rtsp://user:hun ter2@cam/x",  # a space
+    "rtsp://user:hun\nter2@cam/x",  # a newline
+    "gopher://user:hunter2@cam/x",
+])
+def test_a_url_password_is_never_shown_by_the_checks_or_the_camera_name(spec):
+    try:
+        source = open_source(spec, retries=0)
+        shown = source.name  # what its log lines and errors call it
+    except InputError as e:
+        shown = str(e)
+    assert "hun" not in shown and "ter2" not in shown and "***" in shown, shown
+    assert "\n" not in shown
+
+
+def test_cli_never_prints_or_writes_a_url_password(tmp_path):
+    report = tmp_path / "r.json"
+    url = "rtsp://user:secretpw@127.0.0.1:9/x"  # nothing listens on port 9: it cannot connect
+    done = subprocess.run([sys.executable, "-m", "livedream", "live", "--source", url, "--seconds", "1",
+                           "--report", str(report), "--retries", "1", *FAST],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 2, done.stderr
+    assert "rtsp://user:***@127.0.0.1:9/x" in done.stderr  # the retry's warning and the error
+    assert "secretpw" not in done.stderr + done.stdout
+    assert not report.exists() or "secretpw" not in report.read_text()
+
+    feeder = Feeder()  # a stream that works, then goes away: stats, the report, "lost" lines
+    try:
+        cli = Cli("--source", feeder.url.replace("://", "://user:secretpw@"), "--retries", "1",
+                  "--stall-timeout", "1", "--report", str(report), "--seconds", "60",
+                  "--stats-every", "0.5", "--record", str(tmp_path / "rec.mp4"), *FAST)
+        cli.wait_line("live: in")
+    finally:
+        feeder.close()
+    assert cli.finish(timeout=20) == 1, cli.err
+    assert "user:***@127.0.0.1" in cli.err and "secretpw" not in cli.err
+    data = report.read_text()
+    assert "user:***@127.0.0.1" in data and "secretpw" not in data
+    with av.open(str(tmp_path / "rec.mp4")) as c:
+        assert "secretpw" not in str(c.metadata)
+
+
 # -- outputs ----------------------------------------------------------------------------------------
 def test_fake_virtual_camera_receives_the_exact_frames(cfg, dreamers):
     pyvirtualcam = pytest.importorskip("pyvirtualcam")
@@ -524,6 +571,17 @@ def test_cli_every_output_at_once_then_no_thread_left(tmp_path, capsys):
     assert data["mjpeg"].startswith("http://127.0.0.1:") and data["stopped_by"] == "seconds"
     assert data["recording"]["frames"] > 5 and rec.is_file() and data["size"] == [128, 96]
     assert not live_threads()
+
+
+def test_recording_stores_the_parameters_and_the_report_names_the_default_layer(tmp_path, capsys):
+    report, rec = tmp_path / "r.json", tmp_path / "rec.mp4"
+    code = main(["--source", "synthetic:96x64@30", "--record", str(rec), "--report", str(report),
+                 "--seconds", "1", *FAST])
+    assert code == 0, capsys.readouterr().err
+    with av.open(str(rec)) as c:
+        stored = c.metadata.get("livedream", "")
+    assert "model=effnet-lite0" in stored and "dream_width=96" in stored, c.metadata
+    assert json.loads(report.read_text())["parameters"]["layer"] == "block9"  # no --layer: the default
 
 
 # -- stopping ---------------------------------------------------------------------------------------

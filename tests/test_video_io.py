@@ -11,7 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from clips import clip_pts, clip_time_base, make_clip, make_tone
+from clips import clip_pts, clip_time_base, make_clip, make_tone, picture
 
 from livedream.errors import InputError, OutputError
 from livedream.frame import Frame
@@ -289,6 +289,48 @@ def test_not_a_video_is_an_input_error_with_one_line(tmp_path, kind):
 # --- output failures and clean-up -----------------------------------------------------------
 
 
+# --- rotation ----------------------------------------------------------------------------------
+def make_rotated_clip(path: Path, degrees: int, frames: int = 6) -> list[np.ndarray]:
+    """A 64x48 clip stored as `picture(i)`, with a display matrix turning it `degrees` counter-
+    clockwise (a phone's portrait clip: -90); the frames as stored."""
+    stored = [picture(i, 64, 48) for i in range(frames)]
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=30, options={"preset": "veryfast", "crf": "8"})
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        video.set_display_rotation(degrees)  # the muxer writes it into the 'tkhd' matrix
+        for i, rgb in enumerate(stored):
+            frame = av.VideoFrame.from_ndarray(rgb, "rgb24")
+            frame.pts = i
+            container.mux(video.encode(frame))
+        container.mux(video.encode(None))
+    with av.open(str(path)) as container:  # the clip really says so
+        assert next(container.decode(video=0)).rotation % 360 == degrees % 360
+    return stored
+
+
+def differ(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(int) - b.astype(int)).mean()) if a.shape == b.shape else 255.0
+
+
+@pytest.mark.parametrize("degrees", [-90, 90, 180])
+def test_a_rotated_clip_is_read_and_written_upright(tmp_path, degrees):
+    stored = make_rotated_clip(tmp_path / "phone.mp4", degrees)
+    upright = [np.rot90(rgb, degrees // 90) for rgb in stored]  # np.rot90 turns counter-clockwise
+    # as stored, or turned the other way round
+    wrong = [rgb if degrees == 180 else np.rot90(rgb, -degrees // 90) for rgb in stored]
+    info, frames = dream(tmp_path / "phone.mp4", tmp_path / "out.mp4", audio=False)
+    height, width = upright[0].shape[:2]
+    assert (info.width, info.height) == (width, height)
+    assert len(frames) == len(stored)
+    for got, want, other in zip(frames, upright, wrong, strict=True):
+        assert differ(got.rgb, want) < 12 < 40 < differ(got.rgb, other)
+    with av.open(str(tmp_path / "out.mp4")) as container:  # upright pixels, no turn left to do
+        out = list(container.decode(video=0))
+    assert [f.rotation for f in out] == [0] * len(stored)
+    assert all(differ(f.to_ndarray(format="rgb24"), want) < 15 for f, want in zip(out, upright, strict=True))
+    assert info.rotation == degrees % 360  # what the reader turned them by
+
+
 def writer_for(path: Path, **kw) -> VideoWriter:
     return VideoWriter(path, width=64, height=48, time_base=Fraction(1, 30), rate=30, **kw)
 
@@ -330,6 +372,48 @@ def test_the_same_frames_encode_to_the_same_bytes(tmp_path, size):
         with av.open(str(path)) as c:
             streams.add(b"".join(bytes(p) for p in c.demux(video=0)))
     assert len(streams) == 1
+
+
+KILLED_WRITER = """
+import sys, time
+from fractions import Fraction
+import numpy as np
+from livedream.frame import Frame
+from livedream.io.video import VideoWriter
+
+writer = VideoWriter(sys.argv[1], width=64, height=48, time_base=Fraction(1, 30), rate=30)
+for i in range(5):
+    writer.write(Frame(index=i, time=i / 30, rgb=np.zeros((48, 64, 3), np.uint8), pts=i))
+print("writing", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL, and live processes told by os.kill(pid, 0)")
+def test_a_killed_writers_temp_file_is_removed_by_the_next_writer_of_that_output(tmp_path):
+    import signal
+    import subprocess
+
+    out = tmp_path / "clip.mp4"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(out)], stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "writing\n"
+    proc.send_signal(signal.SIGKILL)  # no chance to clean up
+    proc.wait()
+    proc.stdout.close()
+    (stale,) = [p.name for p in tmp_path.iterdir()]
+    assert stale.startswith(".clip.part-") and f"-{proc.pid}-" in stale and stale.endswith(".mp4")
+    host = stale.removeprefix(".clip.part-").split("-")[0]
+    kept = [f".clip.part-{host}-{os.getpid()}-0123abcd.mp4",  # a writer that still runs (this one)
+            ".clip.part-otherhost-999999999-0123abcd.mp4",  # another machine's, on shared storage
+            f".other.part-{host}-999999999-0123abcd.mp4"]  # another output's
+    for name in kept:
+        (tmp_path / name).write_bytes(b"")
+
+    writer = writer_for(out)
+    writer.write(Frame(index=0, time=0.0, rgb=np.zeros((48, 64, 3), np.uint8), pts=0))
+    writer.close()
+    assert listing(tmp_path) == sorted(["clip.mp4", *kept])  # the killed writer's file is gone
 
 
 def test_abort_leaves_nothing(tmp_path):

@@ -2,7 +2,7 @@
 (`--executor local`) or a Ray cluster (`--executor ray`), resumable from the manifest.
 
 Exit codes: 0 every file done, 1 some file failed (each is named), 2 bad input or an executor
-that cannot start (one line), 130 Ctrl-C (re-run the same command to resume).
+that cannot start (one line), 130 Ctrl-C or SIGTERM (re-run the same command to resume).
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from livedream.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     VIDEO_EXTENSIONS,
+    VIDEO_FILE_EXTENSIONS,
     add_dream_options,
     add_video_options,
     expand_inputs,
     output_paths,
+    sigterm_as_interrupt,
     video_config_from_args,
     video_params,
 )
@@ -96,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
 
         import_ray()  # before any work: ExecutorUnavailable says how to install it
     inputs = expand_inputs(args.inputs, VIDEO_EXTENSIONS, "video")
-    pairs = output_paths(inputs, args.output, VIDEO_EXTENSIONS, keep_ext=(".mp4", ".mkv", ".mov"),
+    pairs = output_paths(inputs, args.output, VIDEO_FILE_EXTENSIONS, keep_ext=(".mp4", ".mkv", ".mov"),
                          default_ext=".mp4")
     for _, out in pairs:
         check_writable(out)
@@ -106,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         chunk_seconds=args.chunk_seconds or None, warmup=args.warmup, retries=args.retries,
         crf=args.crf, metadata={"livedream": "; ".join(f"{k}={v}" for k, v in params.items())},
         progress=not args.quiet)
-    with _executor(args) as executor:
+    with sigterm_as_interrupt(), _executor(args) as executor:  # SIGTERM: as Ctrl-C, exit 130
         summary = run_batch(pairs, cfg, executor, options)
     for f in summary.files:
         for warning in f.warnings:

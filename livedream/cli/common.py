@@ -5,11 +5,15 @@ one line on stderr and exit code 2 (see `livedream.cli.main`)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
+from types import FrameType
 
 from livedream.config import DreamConfig, VideoConfig, load_presets, preset, video_preset
 from livedream.errors import InputError, OutputError
@@ -18,6 +22,7 @@ __all__ = [
     "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED", "Parser", "add_dream_options",
     "add_video_options", "config_from_args", "canonical_layers", "video_config_from_args", "config_params",
     "video_params", "expand_inputs", "output_paths", "setup_logging", "VIDEO_EXTENSIONS",
+    "IMAGE_FILE_EXTENSIONS", "VIDEO_FILE_EXTENSIONS", "drop_empty_folder", "sigterm_as_interrupt",
 ]
 
 EXIT_OK = 0
@@ -27,6 +32,15 @@ EXIT_INTERRUPTED = 130  # Ctrl-C / SIGTERM
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv",
                     ".wmv")
+
+# Extensions that name a file of the kind, whether we read or write that format or not: for one
+# input, an output named so is a file to write, or refused when we cannot write it; never a
+# folder to create (`-o x.gif` once made a folder x.gif/). See `output_paths`.
+IMAGE_FILE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".heic",
+                         ".heif", ".avif", ".jxl", ".jp2", ".j2k", ".ppm", ".pgm", ".pbm", ".pnm",
+                         ".exr", ".hdr", ".ico", ".svg", ".psd", ".dng", ".raw", ".apng")
+VIDEO_FILE_EXTENSIONS = VIDEO_EXTENSIONS + (".gif", ".apng", ".3gp", ".ogv", ".mts", ".m2ts",
+                                            ".vob", ".y4m", ".mxf", ".asf", ".f4v")
 
 
 class Parser(argparse.ArgumentParser):
@@ -181,9 +195,14 @@ def expand_inputs(paths: Sequence[str], exts: Sequence[str], kind: str) -> list[
 
 def output_paths(inputs: list[str], output: str, exts: Sequence[str], *, keep_ext: Sequence[str],
                  default_ext: str) -> list[tuple[str, str]]:
-    """One input and an output with a known extension -> that file; else an output folder.
+    """One input and an output with an extension from `exts` (IMAGE_FILE_EXTENSIONS...) -> that
+    file, refused (OutputError) unless we write that format (`keep_ext`); else an output folder.
     An output that is one of the inputs is refused (the rename at the end would replace it)."""
-    if len(inputs) == 1 and output.lower().endswith(tuple(exts)) and not os.path.isdir(output):
+    ext = os.path.splitext(output)[1].lower()
+    if len(inputs) == 1 and ext in exts and not os.path.isdir(output):
+        if ext not in keep_ext:
+            raise OutputError(f"cannot write {ext!r} files ({output}); use a name ending in "
+                              f"{', '.join(keep_ext)}")
         return _not_inputs(inputs, [(inputs[0], output)])
     parent = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(output):
@@ -204,12 +223,44 @@ def output_paths(inputs: list[str], output: str, exts: Sequence[str], *, keep_ex
     return _not_inputs(inputs, pairs)
 
 
+def drop_empty_folder(folder: str) -> None:
+    """Remove `folder` if it is empty. For the output folder that `output_paths` made for this
+    run: a run that wrote nothing into it (every input failed) leaves no empty folder behind.
+    A file, a folder with something in it, or nothing at all there is left alone."""
+    with contextlib.suppress(OSError):
+        os.rmdir(folder)
+
+
 def _not_inputs(inputs: list[str], pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     sources = {os.path.realpath(src) for src in inputs}
     for _, out in pairs:
         if os.path.realpath(out) in sources:
             raise OutputError(f"{out} is also an input: it would be overwritten; choose another output")
     return pairs
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """In the block, SIGTERM (`kill`, a service manager, a container stopping) stops the command
+    as Ctrl-C does: a KeyboardInterrupt, so the work so far is finalized and it exits 130. Only
+    the first one raises; more while that finishes are ignored (SIGKILL still ends it at once).
+    Python handles signals in the main thread only: elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired = False
+
+    def interrupt(_signum: int, _frame: FrameType | None) -> None:
+        nonlocal fired
+        if not fired:
+            fired = True
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def setup_logging(quiet: bool) -> None:

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import Any
 
 from livedream.cli.common import (
+    EXIT_FAILED,
+    IMAGE_FILE_EXTENSIONS,
     add_dream_options,
     config_from_args,
     config_params,
+    drop_empty_folder,
     expand_inputs,
     output_paths,
 )
+from livedream.config import DreamConfig
+from livedream.errors import InputError
 
 __all__ = ["register", "run"]
 
@@ -28,25 +34,31 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from livedream.io.images import (
-        IMAGE_EXTENSIONS,
-        check_image_extension,
-        check_image_file,
-        check_writable,
-        read_image,
-        write_image,
-    )
+    """Exit 0; 2 for bad input (for one input file: a file that is no image too); 1 when some
+    images of a folder or a list could not be read: each is named, the others are dreamed."""
+    from livedream.io.images import IMAGE_EXTENSIONS
 
     cfg = config_from_args(args)
     inputs = expand_inputs(args.inputs, IMAGE_EXTENSIONS, "image")
-    for src in inputs:  # a cheap look at each file's signature, before any work is done
-        check_image_file(src)
-    pairs = output_paths(inputs, args.output, IMAGE_EXTENSIONS, keep_ext=(".png", ".jpg", ".jpeg"),
-                         default_ext=".png")
+    made_folder = not os.path.exists(args.output)
+    pairs = output_paths(inputs, args.output, IMAGE_FILE_EXTENSIONS,
+                         keep_ext=(".png", ".jpg", ".jpeg"), default_ext=".png")
+    try:
+        return _dream(args, cfg, pairs)
+    finally:
+        if made_folder:
+            drop_empty_folder(args.output)
+
+
+def _dream(args: argparse.Namespace, cfg: DreamConfig, pairs: list[tuple[str, str]]) -> int:
+    from livedream.io.images import check_writable, read_image, write_image
+
     for _, out in pairs:
         check_writable(out)
-        check_image_extension(out)
     guide = read_image(args.guide) if args.guide else None
+    # One input file: read it before the model loads, so a bad one is exit 2 at once.
+    single = len(args.inputs) == 1 and os.path.isfile(args.inputs[0])
+    first = read_image(pairs[0][0]) if single else None
 
     from livedream.dream import Dreamer, to_image, to_tensor
     from livedream.progress import progress_bar
@@ -56,11 +68,22 @@ def run(args: argparse.Namespace) -> int:
         dreamer.set_guide(to_tensor(guide))
     params = config_params(cfg) | ({"guide": os.path.basename(args.guide)} if args.guide else {})
     bar = progress_bar(len(pairs), "images", enabled=len(pairs) > 1)
+    failed = []
     for src, out in pairs:
-        rgb = read_image(src)
-        result = to_image(dreamer.dream(to_tensor(rgb)))[0]
-        write_image(out, result, params | {"input": os.path.basename(src)})
+        try:
+            rgb = first if first is not None else read_image(src)
+        except InputError as e:  # its message names the file
+            bar.write(f"livedream: error: {e}", file=sys.stderr)
+            failed.append(src)
+        else:
+            result = to_image(dreamer.dream(to_tensor(rgb)))[0]
+            write_image(out, result, params | {"input": os.path.basename(src)})
         bar.update()
     bar.close()
-    print(pairs[0][1] if len(pairs) == 1 else f"{len(pairs)} images in {args.output}")
+    done = len(pairs) - len(failed)
+    print(pairs[0][1] if len(pairs) == 1 else f"{done} images in {args.output}")
+    if failed:
+        print(f"livedream: error: {len(failed)} of {len(pairs)} images failed: {', '.join(failed)}",
+              file=sys.stderr)
+        return EXIT_FAILED
     return 0

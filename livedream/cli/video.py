@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -11,13 +12,17 @@ from livedream.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     VIDEO_EXTENSIONS,
+    VIDEO_FILE_EXTENSIONS,
     add_dream_options,
     add_video_options,
+    drop_empty_folder,
     expand_inputs,
     output_paths,
+    sigterm_as_interrupt,
     video_config_from_args,
     video_params,
 )
+from livedream.errors import InputError
 
 __all__ = ["register", "run"]
 
@@ -37,13 +42,26 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Exit 0; 2 for bad input (for one input file: a file that is no video too); 1 when a stage
+    failed, or when some files of a folder or a list could not be read (each is named, the others
+    are dreamed); 130 when interrupted."""
+    inputs = expand_inputs(args.inputs, VIDEO_EXTENSIONS, "video")
+    made_folder = not os.path.exists(args.output)
+    pairs = output_paths(inputs, args.output, VIDEO_FILE_EXTENSIONS,
+                         keep_ext=(".mp4", ".mkv", ".mov"), default_ext=".mp4")
+    try:
+        with sigterm_as_interrupt():
+            return _dream(args, pairs)
+    finally:
+        if made_folder:
+            drop_empty_folder(args.output)
+
+
+def _dream(args: argparse.Namespace, pairs: list[tuple[str, str]]) -> int:
     from livedream.io.images import atomic_write, check_writable
     from livedream.pipeline import build_dreamers
     from livedream.video_job import dream_video
 
-    inputs = expand_inputs(args.inputs, VIDEO_EXTENSIONS, "video")
-    pairs = output_paths(inputs, args.output, VIDEO_EXTENSIONS, keep_ext=(".mp4", ".mkv", ".mov"),
-                         default_ext=".mp4")
     for _, out in pairs:
         check_writable(out)
     if args.report:
@@ -51,11 +69,22 @@ def run(args: argparse.Namespace) -> int:
     cfg = video_config_from_args(args)
     dreamers = build_dreamers(cfg)
     params = video_params(cfg)
-    entries, code = [], 0
+    single = len(args.inputs) == 1 and os.path.isfile(args.inputs[0])
+    entries: list[dict[str, object]] = []
+    failed: list[str] = []
+    code = 0
     for src, out in pairs:
-        result = dream_video(src, out, cfg, dreamers, start=args.start, duration=args.duration,
-                             metadata={"livedream": "; ".join(f"{k}={v}" for k, v in params.items())},
-                             progress=not args.quiet)
+        try:
+            result = dream_video(src, out, cfg, dreamers, start=args.start, duration=args.duration,
+                                 metadata={"livedream": "; ".join(f"{k}={v}" for k, v in params.items())},
+                                 progress=not args.quiet)
+        except InputError as e:
+            if single:
+                raise
+            print(f"livedream: error: {e}", file=sys.stderr)  # its message names the file
+            entries.append({"input": src, "output": None, "error": str(e)})
+            failed.append(src)
+            continue
         entries.append({"input": src, "output": out, **result.report.as_dict(),
                         "stopped_early": result.stopped_early, "parameters": params,
                         "quality": result.quality})
@@ -76,4 +105,8 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         body = entries[0] if len(entries) == 1 else {"files": entries}
         atomic_write(args.report, json.dumps(body, indent=2).encode())
+    if failed and code == 0:
+        print(f"livedream: error: {len(failed)} of {len(pairs)} files failed: {', '.join(failed)}",
+              file=sys.stderr)
+        code = EXIT_FAILED
     return code

@@ -5,14 +5,16 @@ which task killed it. Here each worker has its own pipe, so a worker that dies (
 memory, a crash in native code) fails exactly the task it was running, and a new worker takes
 its place. Workers are started with "spawn" (no fork of a process that already runs torch
 threads), each builds its model once (`chunk.cached_dreamers`), and they ignore Ctrl-C: the
-driver stops them.
+driver stops them. On Linux they die with the driver, however it ends (`_die_with_parent`).
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 from collections import deque
 from dataclasses import dataclass, replace
@@ -24,9 +26,28 @@ from livedream.farm.executor import ClosingExecutor, Outcome, describe
 
 __all__ = ["LocalExecutor"]
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
-def _serve(conn: Connection) -> None:
+
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel kill this worker when the driver dies, even by SIGKILL: else a busy worker
+    dreams on, orphaned, until its chunk is done. Linux only (prctl PR_SET_PDEATHSIG); elsewhere
+    the worker still leaves when it finds its pipe closed. The signal comes when the *thread*
+    that started the worker ends: the driver starts them from its main thread."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        if ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            return  # refused: as on other systems
+    except (OSError, AttributeError):
+        return  # no prctl to be found: as on other systems
+    if os.getppid() != parent:  # the driver died before prctl: nobody will send the signal
+        os._exit(1)
+
+
+def _serve(conn: Connection, parent: int) -> None:
     """A worker's life: take a task, dream it, send ("ok", result) or ("error", text, retry)."""
+    _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C and stops us
     while True:
         try:
@@ -74,8 +95,8 @@ class LocalExecutor(ClosingExecutor):
 
     def _start(self) -> _Worker:
         ours, theirs = self._context.Pipe()
-        process = self._context.Process(target=_serve, args=(theirs,), name="livedream-farm",
-                                        daemon=True)
+        process = self._context.Process(target=_serve, args=(theirs, os.getpid()),
+                                        name="livedream-farm", daemon=True)
         # Started with Ctrl-C ignored (inherited, and kept by Python at start-up): a Ctrl-C while
         # it imports torch would print its traceback. The driver alone handles Ctrl-C.
         main = threading.current_thread() is threading.main_thread()

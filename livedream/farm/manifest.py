@@ -15,13 +15,16 @@ import contextlib
 import hashlib
 import json
 import os
-import secrets
-from dataclasses import asdict, dataclass, field
+import types
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from livedream.config import VideoConfig
 from livedream.errors import OutputError
 from livedream.farm.errors import FarmError
+from livedream.io.files import create_temp
 
 __all__ = ["MANIFEST_NAME", "Manifest", "FileEntry", "ChunkRecord", "fingerprint"]
 
@@ -46,10 +49,14 @@ def fingerprint(src: str, cfg: VideoConfig, *, chunk_seconds: float | None, warm
 
 
 def _atomic_write(path: str, data: bytes) -> None:
-    """Write `path` through a temporary file, flushed to disk, renamed over it."""
-    temp = f"{path}.part-{secrets.token_hex(4)}"
+    """Write `path` through a temporary file (`create_temp`'s, so a killed run's is removed by
+    the next), flushed to disk, renamed over it."""
     try:
-        with open(temp, "xb") as f:  # mode 0o666 minus the umask, like any new file
+        temp = create_temp(Path(path))
+    except OSError as error:
+        raise OutputError(f"cannot write {path} ({error.strerror})") from error
+    try:
+        with open(temp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -90,6 +97,51 @@ class FileEntry:
     run: str | None = None  # the run that finished or failed it
 
 
+def _checked(cls: type, raw: object, where: str, skip: frozenset[str] | set[str] = frozenset()
+             ) -> dict[str, Any]:
+    """`raw` as keyword arguments for dataclass `cls`, every field of the type `cls` declares
+    (`skip`: checked by the caller); ValueError naming the field otherwise. A manifest edited
+    by hand or damaged must end in the one-line "damaged" error, not in a crash later."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where} is {_kind(raw)}, expected an object")
+    hints = typing.get_type_hints(cls)
+    required = {f.name for f in fields(cls)
+                if f.default is MISSING and f.default_factory is MISSING}
+    missing = sorted(required - set(raw))
+    if missing:
+        raise ValueError(f"{where}: {missing[0]} is missing")
+    for name, value in raw.items():
+        if name not in hints:
+            raise ValueError(f"{where}: unknown field {name!r}")
+        if name not in skip and not _is(value, hints[name]):
+            raise ValueError(f"{where}: {name} is {_kind(value)}, expected {_name(hints[name])}")
+    return raw
+
+
+def _is(value: object, hint: object) -> bool:
+    """Whether a JSON value has the type `hint` (str, int, float, None or a union of them)."""
+    if isinstance(hint, types.UnionType):
+        return any(_is(value, option) for option in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if isinstance(value, bool):  # JSON true is no number
+        return hint is bool
+    if hint is float:
+        return isinstance(value, (int, float))
+    return isinstance(hint, type) and isinstance(value, hint)
+
+
+def _name(hint: object) -> str:
+    """"str", "int or null"... for a message."""
+    if isinstance(hint, types.UnionType):
+        return " or ".join(_name(option) for option in typing.get_args(hint))
+    return "null" if hint is type(None) else getattr(hint, "__name__", str(hint))
+
+
+def _kind(value: object) -> str:
+    return "null" if value is None else f"{type(value).__name__} {json.dumps(value)[:40]}"
+
+
 class Manifest:
     """`folder/livedream-batch.json`, loaded at start; `save()` after each change."""
 
@@ -103,12 +155,20 @@ class Manifest:
     def _load(self) -> None:
         try:
             with open(self.path, encoding="utf-8") as f:
-                data: dict[str, Any] = json.load(f)
-            if data.get("version") != _VERSION:
+                data = json.load(f)
+            if not isinstance(data, dict) or data.get("version") != _VERSION:
                 return  # another format: start over (the outputs themselves are untouched)
-            for name, raw in data.get("files", {}).items():
-                done = {k: ChunkRecord(**v) for k, v in raw.pop("done", {}).items()}
-                self.files[name] = FileEntry(**raw, done=done)
+            files = data.get("files", {})
+            if not isinstance(files, dict):
+                raise ValueError(f"files is {_kind(files)}, expected an object")
+            for name, raw in files.items():
+                raw = dict(_checked(FileEntry, raw, name, skip={"done"}))
+                done = raw.pop("done", {})
+                if not isinstance(done, dict):
+                    raise ValueError(f"{name}: done is {_kind(done)}, expected an object")
+                records = {index: ChunkRecord(**_checked(ChunkRecord, record, f"{name} chunk {index}"))
+                           for index, record in done.items()}
+                self.files[name] = FileEntry(**raw, done=records)
         except OSError as error:
             raise FarmError(f"cannot read {self.path} ({error.strerror})") from error
         except (ValueError, TypeError, AttributeError) as error:

@@ -408,27 +408,44 @@ def _looks_like_url(text: str) -> bool:
 
 
 def _check_url(url: str) -> None:
-    """InputError with what is wrong when `url` is not scheme://host[:port][/path]."""
+    """InputError with what is wrong when `url` is not scheme://host[:port][/path].
+
+    The messages show the URL as `redact_url` does, with any whitespace in it %-escaped (a
+    password with a space still counts as one, and a newline cannot break the one-line error),
+    and never the parser's own text: it quotes what it took for a port, which may be part of
+    a password ("rtsp://user:pa/ss@host").
+    """
+    shown = redact_url(re.sub(r"\s", lambda m: urllib.parse.quote(m[0]), url))
+    form = "expected scheme://host[:port]/path"
     try:
         parts = urllib.parse.urlsplit(url)
-        port = parts.port  # ValueError for a port that is not a number in 0..65535
-    except ValueError as e:
-        raise InputError(f"malformed URL {redact_url(url)}: {e}") from None
+    except ValueError:
+        raise InputError(f"malformed URL {shown}: {form}") from None
+    try:
+        port = parts.port
+    except ValueError:
+        raise InputError(f"malformed URL {shown}: the port must be a number in 0..65535") from None
     scheme = parts.scheme.lower()
     if scheme not in URL_SCHEMES:
-        raise InputError(f"unsupported URL scheme {parts.scheme!r} in {redact_url(url)}; "
+        raise InputError(f"unsupported URL scheme {parts.scheme!r} in {shown}; "
                          f"expected one of {', '.join(s + '://' for s in URL_SCHEMES)}")
-    if not url[len(parts.scheme):].startswith("://") or not parts.hostname:
-        raise InputError(f"malformed URL {redact_url(url)}: expected {scheme}://host[:port]/path")
     if re.search(r"\s", url):
-        raise InputError(f"malformed URL {redact_url(url)}: it contains spaces")
+        raise InputError(f"malformed URL {shown}: it contains spaces")
+    if not url[len(parts.scheme):].startswith("://") or not parts.hostname:
+        raise InputError(f"malformed URL {shown}: {form.replace('scheme', scheme)}")
     if port == 0:
-        raise InputError(f"malformed URL {redact_url(url)}: port 0")
+        raise InputError(f"malformed URL {shown}: port 0")
 
 
 def redact_url(text: str) -> str:
-    """`text` with any URL password in it replaced by ***, for messages, logs and answers."""
-    return re.sub(r"(://[^:/@\s]+):[^@/\s]*@", r"\1:***@", text)
+    """`text` with any URL password in it replaced by ***, for messages, logs and answers.
+
+    The password is all from the colon after the user name (which may be empty) to the last `@`
+    of that word: a password holding `@` or `/` (which a URL should escape, but people type) is
+    hidden whole. A word like `http://host:8080/a@b` loses a little more than needed; better
+    that than a password shown. `scheme:/user:pw@host` (one slash) is covered too.
+    """
+    return re.sub(r"([a-zA-Z][a-zA-Z0-9+.-]*:/*[^:/@\s]*):\S*@", r"\1:***@", text)
 
 
 def _first_line(error: BaseException) -> str:

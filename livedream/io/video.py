@@ -20,6 +20,7 @@ Time conventions, shared by both classes:
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import functools
 import heapq
@@ -62,6 +63,9 @@ _TEXT_CODECS = frozenset({"ansi", "bintext", "xbin", "idf"})
 # most 2-4 frames (H.264 allows 16); each frame held costs a decoded picture of memory.
 _REORDER = 8
 
+# cv2.rotate codes for a counter-clockwise turn in degrees (VideoReader._upright).
+_TURNS = {90: cv2.ROTATE_90_COUNTERCLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_CLOCKWISE}
+
 # Encoders that take a "crf" quality option; others keep their default rate control.
 _CRF_ENCODERS = frozenset({"libx264", "libx264rgb", "libx265", "libvpx", "libvpx-vp9",
                            "libaom-av1", "libsvtav1"})
@@ -79,6 +83,10 @@ class VideoInfo:
     frames: int | None  # the container's frame (packet) count, or duration x fps; an estimate
     has_audio: bool
     codec: str  # e.g. "h264", "cinepak"
+    # Degrees counter-clockwise (0, 90, 180, 270) that the reader turns frames by to show them
+    # upright, from the stream's display matrix (a phone's portrait clip: 270, a quarter turn
+    # clockwise); width and height are those of the upright frames.
+    rotation: int = 0
 
 
 # libav's log stays at PyAV's default (no Python callback). With a level set, PyAV routes every
@@ -154,12 +162,19 @@ class VideoReader:
             # decoding there: some files' headers end before their last frame does.
             ends = [t for t in (self._file_end, self._cut_end) if t is not None]
             self.end_time: float | None = min(ends) - self.start if ends else None
+            self._rotation = 0  # of the latest decoded frame, see _upright()
             self._frames = self._generate()
             first = next(self._frames, None)
             if first is None:
                 reason = self.stopped_early or "the stream is empty"
                 raise InputError(f"no video frame could be decoded from {self.path.name} "
                                  f"({reason})")
+            if self._rotation:
+                turned = self._rotation % 180 != 0
+                self.info = dataclasses.replace(
+                    self.info, rotation=self._rotation,
+                    width=self.info.height if turned else self.info.width,
+                    height=self.info.width if turned else self.info.height)
             self._first: Frame | None = first
         except BaseException:
             self.close()
@@ -252,6 +267,15 @@ class VideoReader:
         while frames:
             yield heapq.heappop(times), frames.popleft()
 
+    def _upright(self, frame: av.VideoFrame) -> np.ndarray:
+        """The frame as RGB, turned as its display matrix says, as players (and FFmpeg's
+        autorotate) show it: a phone's portrait clip is stored sideways with a -90 degree matrix.
+        Only quarter turns; a mirroring matrix (rare) is not applied."""
+        self._rotation = round(frame.rotation / 90) % 4 * 90  # counter-clockwise, 0..270
+        rgb = frame.to_ndarray(format="rgb24")
+        turn = _TURNS.get(self._rotation)
+        return rgb if turn is None else cv2.rotate(rgb, turn)
+
     def _generate(self) -> Generator[Frame]:
         time_base = self.info.time_base
         half_frame = 0.5 / self.info.fps
@@ -264,7 +288,7 @@ class VideoReader:
             # The first frame of a cut starts it, even if it was decoded a little before or
             # after `start` (within half a frame, or the frame showing at `start`).
             pts = 0 if self._cut and index == 0 else pts - origin
-            return Frame(index=index, time=float(pts * time_base), rgb=frame.to_ndarray(format="rgb24"),
+            return Frame(index=index, time=float(pts * time_base), rgb=self._upright(frame),
                          pts=pts)
 
         for pts, frame in self._timed():
@@ -507,9 +531,10 @@ class VideoWriter:
     """Encode frames (`frame.image`: the dreamed picture, or the source's) to a video file,
     keeping their timestamps, with the source's audio.
 
-    The file is written as `.<stem>.part-<random><ext>` in the destination folder and renamed
-    onto `path` by `close()`, so `path` never holds a half-written file; `abort()` (or any
-    write error) removes it. `frame.pts` counts `time_base` units (give the reader's
+    The file is written as `.<stem>.part-<host>-<pid>-<random><ext>` in the destination folder
+    (see `files.create_temp`, which also removes those of killed writers) and renamed onto `path`
+    by `close()`, so `path` never holds a half-written file; `abort()` (or any write error)
+    removes it. `frame.pts` counts `time_base` units (give the reader's
     `info.time_base`); frames must come in presentation order.
 
     `end_time` (output seconds, e.g. `VideoReader.end_time`) is where the video ends: the last
