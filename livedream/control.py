@@ -74,9 +74,7 @@ class Control:
             cfg = cfg.replace(dream=cfg.dream.replace(**dream), **video)  # validates
             if "layers" in dream or "channel" in dream:
                 check_layer(cfg)
-            self._cfg = cfg
-            self.version += 1
-            listeners = list(self._listeners)
+            listeners = self._commit(cfg)
         for listener in listeners:
             listener(cfg)
         return cfg
@@ -90,12 +88,16 @@ class Control:
             dream = {k: v for k, v in fields.items() if k in dream_fields}
             video = {k: v for k, v in fields.items() if k not in dream_fields}
             cfg = cfg.replace(dream=cfg.dream.replace(**dream), **video)
-            self._cfg = cfg
-            self.version += 1
-            listeners = list(self._listeners)
+            listeners = self._commit(cfg)
         for listener in listeners:
             listener(cfg)
         return cfg
+
+    def _commit(self, cfg: VideoConfig) -> list[Callable[[VideoConfig], None]]:
+        """Store `cfg` as the new config (holding the lock); the listeners to tell, after it."""
+        self._cfg = cfg
+        self.version += 1
+        return list(self._listeners)
 
     def subscribe(self, listener: Callable[[VideoConfig], None]) -> None:
         with self._lock:
