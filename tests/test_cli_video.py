@@ -18,6 +18,8 @@ from clips import make_clip
 from livedream.cli import main
 
 MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
+pytestmark = pytest.mark.slow  # whole videos through the command, some in processes
+
 FAST = ["--quiet", "--dream-width", "64", "--iters", "1", "--cold-iters", "1", "--jitter", "2"]
 
 

@@ -36,7 +36,7 @@ from livedream.farm import (
 from livedream.io.video import VideoReader
 from livedream.temporal import warping_error
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]  # whole jobs, processes
 
 
 def main(args: list[str]) -> int:

@@ -35,6 +35,8 @@ from livedream.live.keys import Steering
 from livedream.live.run import run_live
 from livedream.pipeline import build_dreamers
 
+pytestmark = pytest.mark.slow  # live runs in real time, processes, servers
+
 
 def main(args: list[str]) -> int:
     """`livedream live ARGS` in this process."""
