@@ -382,9 +382,19 @@ class Pipeline:
             q.put(_END)
 
     def _dream(self, i: int) -> None:
-        q = self.q_dream[i]
-        if self.dreamers[i].device.type == "cpu":
+        device = self.dreamers[i].device
+        if device.type == "cpu":
             torch.set_num_threads(self._threads)  # this worker thread's own OpenMP team
+            self._dream_loop(i)
+            return
+        # A CUDA stream of its own per worker: two replicas on one GPU overlap their kernels
+        # instead of queueing on the default stream (the copy back to the CPU at the end of each
+        # dream waits for this stream alone).
+        with torch.cuda.stream(torch.cuda.Stream(device)):
+            self._dream_loop(i)
+
+    def _dream_loop(self, i: int) -> None:
+        q = self.q_dream[i]
         while True:
             first = q.get()
             if first is _END:
