@@ -179,3 +179,21 @@ def test_video_with_a_student_keeps_frames_duration_and_sound(tmp_path):
     (a, da, sa), (b, db, sb) = probe(src), probe(out)
     assert len(b) == len(a) == 24 and sb == sa == ["aac"] and db == pytest.approx(da, abs=1 / 24)
     assert np.mean([np.abs(x.astype(int) - y.astype(int)).mean() for x, y in zip(a, b, strict=True)]) > 1.0
+
+
+@pytest.mark.parametrize("case", ["another layer", "truncated", "not a student"])
+def test_bad_student_weights_exit_2_with_one_line(tmp_path, capsys, case):
+    from clips import make_clip
+
+    from livedream.cli import main
+
+    path = tmp_path / "s.pt"
+    data = save_student(StudentNet(TINY), teacher_params(DreamConfig(layers=("block5",))), {})
+    path.write_bytes({"another layer": data, "truncated": data[: len(data) // 3],
+                      "not a student": b"PK\x03\x04 nothing"}[case])
+    src = make_clip(tmp_path / "in.mp4", width=64, height=48, frames=4, audio=False)
+    code = main(["video", str(src), "-o", str(tmp_path / "out.mp4"), "--student", str(path),
+                 "--layer", "block9", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("livedream: error: "), err
+    assert not (tmp_path / "out.mp4").exists()
