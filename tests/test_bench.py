@@ -54,7 +54,9 @@ def test_every_section_reports_its_load_and_time(results):
 def test_machine_says_whether_bf16_units_are_used(results):
     m = results["machine"]
     assert isinstance(m["bf16_units"], bool)
+    assert m["bf16_kind"] in ("amx", "avx512_bf16", None) and m["bf16_units"] == (m["bf16_kind"] is not None)
     assert m["torch"] and m["torch_threads"] >= 1 and m["logical_cpus"] >= 1, m
+    assert m["auto_precision"]["effnet-lite0"] == "fp32"  # bf16 measured slower on every size
 
 
 def test_image_rows_have_seconds_or_say_why_not(results):
@@ -62,9 +64,30 @@ def test_image_rows_have_seconds_or_say_why_not(results):
     row = image["effnet-lite0/fp32/classic-182x158"]
     assert _positive(row["seconds"]) and _positive(row["gflop"]) and _positive(row["strength"]), row
     assert row["status"] == "not judged (--quick sizes)", row  # tiny sizes: no verdict
-    assert image["effnet-lite0/bf16/classic-182x158"]["skipped"]
+    # the per-step profile and the share of the measured peaks
+    step = row["step_ms"]
+    assert _positive(step["forward"]) and _positive(step["backward"]) and step["rest"] >= 0, step
+    assert abs(step["forward"] + step["backward"] + step["rest"] - step["step"]) < 0.2, step
+    assert _positive(row["peak_gflops_per_s"]["matmul"]) and _positive(row["peak_gflops_per_s"]["conv"]), row
+    assert 0 < row["share_of_peak"]["matmul"] < 1.5 and 0 < row["share_of_peak"]["conv"] < 1.5, row
+    bf16 = image["effnet-lite0/bf16/classic-182x158"]
+    if results["machine"]["bf16_units"]:  # native bf16: every case runs in bf16 too
+        assert _positive(bf16["seconds"]), bf16
+    else:  # emulated: skipped, and the reason names what this CPU has
+        assert "neither AMX nor AVX512-BF16" in bf16["skipped"], bf16
     for key, r in image.items():
         assert _positive(r["seconds"]) or r.get("skipped"), (key, r)
+
+
+def test_the_bf16_skip_message_says_what_the_cpu_has():
+    from livedream.bench.image import bf16_why
+
+    amx = bf16_why(("classic-182x158",), frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16"}))
+    assert "has AMX and AVX512-BF16" in amx and "no AMX" not in amx and "emulates" not in amx
+    only = bf16_why(("a",), frozenset({"avx512f", "avx512_bf16"}))
+    assert "AVX512-BF16 (no AMX)" in only and "emulates" not in only
+    avx2 = bf16_why(("classic-182x158",), frozenset({"avx2", "fma"}))
+    assert "(AVX2, FMA) has neither AMX nor AVX512-BF16" in avx2 and "emulates bf16" in avx2
 
 
 def test_sweep_has_time_and_strength_per_setting_and_the_channel_check(results):
@@ -112,6 +135,7 @@ def test_scaling_and_roofline(results):
 
 def test_markdown_and_plots(results, tmp_path):
     text = to_markdown(results)
+    assert "per step ms: fwd / bwd / rest" in text and "of peak" in text
     for heading in ("## Machine", "## Single image", "## Parameter sweep", "## Video", "## Scaling",
                     "## Roofline", "## Load while it ran", "### Stage profile"):
         assert heading in text, heading

@@ -177,9 +177,9 @@ def test_tiled_dream_runs_in_tiles_and_raises_the_energy(dreamer_for, odd, monke
     crops: list[tuple[int, int]] = []
     real = d._gradient_of
 
-    def spy(img: torch.Tensor, cfg: DreamConfig) -> torch.Tensor:
+    def spy(img: torch.Tensor, cfg: DreamConfig, net=None) -> tuple[torch.Tensor, float, float]:
         crops.append(tuple(img.shape[-2:]))
-        return real(img, cfg)
+        return real(img, cfg, net)
 
     monkeypatch.setattr(d, "_gradient_of", spy)
     y = d.dream(odd, DreamConfig(tile=64, iters=5, octaves=1))
@@ -211,16 +211,109 @@ def test_tiled_dream_is_as_close_to_untiled_as_another_seed_is(dreamer_for, odd)
     assert energy(d, tiled_y) > 1.1 * energy(d, odd)
 
 
+def frame_gradient(d: Dreamer, x: torch.Tensor, cfg: DreamConfig, shift: tuple[int, int]) -> torch.Tensor:
+    """The gradient a step takes on `x` rolled by `shift`, tile by tile, put back where each pixel
+    came from (what `Dreamer._step` adds, before normalising)."""
+    from livedream.dream import _spans, _Tile, _wrapped
+
+    h, w = x.shape[-2:]
+    margin = 32
+    tiles = [_Tile(y0, y1, x0, x1, max(0, y0 - margin), min(h, y1 + margin), max(0, x0 - margin),
+                   min(w, x1 + margin)) for y0, y1 in _spans(h, cfg.tile) for x0, x1 in _spans(w, cfg.tile)]
+    grad = torch.zeros_like(x)
+    for tile, r in zip(tiles, d._tile_gradients(x, tiles, shift, cfg, 1, 1), strict=True):
+        core = r.grad[:, :, tile.y0 - tile.ya : tile.y1 - tile.ya, tile.x0 - tile.xa : tile.x1 - tile.xa]
+        for dst, src in _wrapped(tile.y0, tile.y1, tile.x0, tile.x1, shift, (h, w)):
+            grad[dst] = core[src]
+    return grad
+
+
 def test_tiled_gradient_matches_the_untiled_gradient(dreamer_for, sample_rgb):
-    # White box: one step's gradient, tiled vs untiled, for the same grid roll.
+    # White box: one step's gradient, tiled vs untiled, for the same roll of the frame.
     d = dreamer_for()
     x = to_tensor(resized(sample_rgb, 320)[:240])
-    cfg = DreamConfig(tile=128)
-    tiled = d._gradient(x, cfg, torch.Generator().manual_seed(3))
-    sy, sx = (int(v) for v in torch.randint(0, cfg.tile, (2,), generator=torch.Generator().manual_seed(3)))
-    untiled = torch.roll(d._gradient_of(torch.roll(x, (sy, sx), (2, 3)), cfg), (-sy, -sx), (2, 3))
+    shift = (37, 101)
+    tiled = frame_gradient(d, x, DreamConfig(tile=128), shift)
+    rolled = torch.roll(x, shift, (2, 3))
+    untiled = torch.roll(d._gradient_of(rolled, DreamConfig())[0], (-shift[0], -shift[1]), (2, 3))
     similarity = cosine(tiled, untiled)
     assert similarity >= 0.9, similarity
+    # without tiles, the crop with its wrap-around is the rolled frame itself: the same gradient
+    whole = frame_gradient(d, x, DreamConfig(tile=512), shift)
+    assert float((whole - untiled).abs().max()) <= 1e-6 * float(untiled.abs().max())
+
+
+# -- one image on several replicas ---------------------------------------------------------------
+def test_parallel_tiles_give_the_pixels_of_one_replica_tile_by_tile(small):
+    # The tiling does not depend on the replicas, and each tile's crop, gradient and |g| sum are
+    # computed the same way on whichever replica: pixel-exact, not just close.
+    cfg = DreamConfig(tile=64, iters=2, octaves=2)
+    frames = torch.cat([small, small.flip(3) * 0.5 + 60])  # two frames: per-frame normalisation
+    one = Dreamer(cfg, workers=1)
+    reference = one.dream(frames)  # one replica, one thread (this module's fixture), tile by tile
+    assert one.profile.parallel_steps == 0 and one._replicas == []
+    two = Dreamer(cfg, workers=2)
+    assert torch.equal(two.dream(frames), reference)
+    assert two.profile.parallel_steps == two.profile.steps == 4  # every step dealt its tiles out
+    assert len(two._replicas) == 1  # self.net and one copy
+    assert torch.equal(Dreamer(cfg, workers=3).dream(frames), reference)
+    # the copies share the (frozen) weights instead of holding their own
+    pairs = zip(two.net.parameters(), two._replicas[0].parameters(), strict=True)
+    assert all(a.data_ptr() == b.data_ptr() for a, b in pairs)
+
+
+def test_by_default_the_tiles_go_to_one_single_thread_replica_per_thread(small):
+    cfg = DreamConfig(tile=64, iters=2, octaves=2)
+    reference = Dreamer(cfg, workers=1).dream(small)  # one thread
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        d = Dreamer(cfg)  # workers: decided per dream from the caller's threads
+        out = d.dream(small)
+        assert d.replicas_used == 2 and d.profile.parallel_steps == d.profile.steps
+        # every step here is tiled, so no step ran with two threads: the same pixels as above
+        assert torch.equal(out, reference)
+        assert torch.get_num_threads() == 2  # the caller's threads are left as they were
+        single = Dreamer(cfg, workers=1)  # one replica with both threads (OpenMP)
+        two_threads = single.dream(small)
+    finally:
+        torch.set_num_threads(before)
+    # Against one replica on two threads: OpenMP splits reductions differently, which moves a
+    # few values across ReLU6's kinks, and gradient ascent amplifies that step by step (measured
+    # on the photo at 320x300, tile 128: after 2x2 steps mean |diff| 0.003, max 1.4, 0.02% of the
+    # values off by more than 0.5; after 10x4 the same mean |diff| (8.2) as from input noise of
+    # 1e-4). So: a short dream, and bounds a few times the measured ones.
+    diff = (two_threads - reference).abs()
+    assert single.profile.parallel_steps == 0
+    assert float(diff.mean()) < 0.02, float(diff.mean())
+    assert float((diff > 0.5).float().mean()) < 0.002, float((diff > 0.5).float().mean())
+    # with one thread (a video pipeline's worker) the default stays at one replica: no doubling up
+    d = Dreamer(cfg)
+    d.dream(small)
+    assert d.replicas_used == 1 and d.profile.parallel_steps == 0 and d._replicas == []
+
+
+def test_untiled_steps_stay_on_one_replica(small):
+    d = Dreamer(DreamConfig(iters=2, octaves=1), workers=2)  # 160x150: below the tile size
+    y = d.dream(small)
+    assert d.profile.steps == 2 and d.profile.parallel_steps == 0 and d._replicas == []
+    assert torch.equal(y, Dreamer(DreamConfig(iters=2, octaves=1), workers=1).dream(small))
+
+
+def test_the_step_profile_adds_up(small):
+    d = Dreamer(DreamConfig(tile=64, iters=2, octaves=2), workers=2)
+    d.dream(small)
+    p = d.profile.per_step_ms()
+    assert d.profile.steps == 4 and d.profile.tiles >= 4 * 4
+    assert p["forward"] > 0 and p["backward"] > 0 and p["rest"] >= 0
+    assert abs(p["forward"] + p["backward"] + p["rest"] - p["step"]) < 1e-6
+    d.profile.reset()
+    assert d.profile.steps == 0 and d.profile.per_step_ms()["step"] == 0
+
+
+def test_workers_must_be_positive():
+    with pytest.raises(ConfigError, match="workers must be >= 1"):
+        Dreamer(DreamConfig(), workers=0)
 
 
 # -- batches -------------------------------------------------------------------------------------

@@ -7,10 +7,11 @@ import re
 import cv2
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from livedream import DreamConfig, Dreamer, to_tensor
-from livedream.models import MODELS, ModelError, load_model, model_spec
+from livedream.models import MODELS, ModelError, fused, load_model, model_spec
 from livedream.models.base import fold_batchnorms
 from livedream.models.efficientnet_lite import EfficientNetLite0, load_effnet_lite0
 from livedream.models.googlenet import GoogLeNet, load_googlenet
@@ -363,3 +364,119 @@ def test_prepared_parameters_are_frozen_and_in_eval_mode(model, googlenet_file):
     trainable = [name for name, p in net.named_parameters() if p.requires_grad]
     assert trainable == []
     assert [name for name, m in net.named_modules() if m.training] == []
+
+
+# -- fused convolution + activation (models.fused) -------------------------------------------------
+def _grad_and_out(fn, x: torch.Tensor, probe: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """fn(x) and d(sum(fn(x) * probe)) / dx: the output and the input gradient for one cotangent."""
+    x = x.detach().clone().requires_grad_(True)
+    y = fn(x)
+    (g,) = torch.autograd.grad((y * probe).sum(), x)
+    return y.detach(), g
+
+
+def _assert_same(got: torch.Tensor, plain: torch.Tensor, what: str) -> None:
+    # float32 tolerance: the fused ops add in another order (oneDNN's post-ops, one matrix product
+    # for a 1x1 convolution's gradient, the skip added inside it); measured differences are 1e-7
+    # to 1e-5 of the values' size.
+    scale, worst = float(plain.abs().max()) + 1e-12, float((got - plain).abs().max())
+    assert worst <= 1e-4 * scale, (what, worst, scale)
+
+
+def _random_conv(c_in: int, c_out: int, kernel: int, stride: int, groups: int) -> nn.Conv2d:
+    conv = nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, groups=groups, bias=True)
+    conv.requires_grad_(False)
+    return conv.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+
+
+@pytest.mark.skipif(not fused.available(), reason="this torch has no oneDNN fused convolution")
+@pytest.mark.parametrize("act", ["relu6", "relu", "none"])
+@pytest.mark.parametrize("c_in, c_out, kernel, stride, groups", [
+    (16, 96, 1, 1, 1),  # 1x1: its input gradient is one matrix product
+    (96, 96, 3, 2, 96),  # depthwise, strided
+    (144, 144, 5, 1, 144),  # depthwise 5x5
+    (3, 32, 3, 2, 1),  # the stem
+    (64, 48, 3, 1, 1),  # dense 3x3 (GoogLeNet)
+])
+def test_fused_conv_act_gives_the_plain_forward_and_input_gradient(act, c_in, c_out, kernel, stride, groups):
+    torch.manual_seed(0)
+    conv = _random_conv(c_in, c_out, kernel, stride, groups)
+    x = (torch.randn(2, c_in, 40, 36) * 3).contiguous(memory_format=torch.channels_last)
+    probe = torch.randn(2, c_out, (40 - 1) // stride + 1, (36 - 1) // stride + 1)
+    plain_act = {"relu6": F.relu6, "relu": torch.relu, "none": lambda t: t}[act]
+    y_fused, g_fused = _grad_and_out(lambda t: fused.conv_act(t, conv, act), x, probe)
+    y_plain, g_plain = _grad_and_out(lambda t: plain_act(conv(t)), x, probe)
+    if act != "none":  # the outputs straddle the activation's kinks: the masks are exercised
+        assert 0.05 < float((y_plain == 0).float().mean()) < 0.95
+    _assert_same(y_fused, y_plain, "forward")
+    _assert_same(g_fused, g_plain, "input gradient")
+    assert conv.weight.grad is None  # the weights stay frozen: no weight gradient is computed
+
+
+@pytest.mark.skipif(not fused.available(), reason="this torch has no oneDNN fused convolution")
+@pytest.mark.parametrize("block, side", [
+    (0, 48),  # no expansion (the first block)
+    (1, 48), (1, 32),  # strided; 32x32: the 1x1 convolutions as plain matrix products
+    (2, 56), (2, 32),  # with the skip
+    (9, 40),  # 5x5, 112 channels, the default layer
+])
+def test_fused_block_gives_the_plain_forward_and_input_gradient(block, side):
+    net, _ = load_model("effnet-lite0", [f"block{block}"])
+    mb = net._blocks[block]
+    c_in = mb._depthwise_conv.in_channels // (6 if mb.has_expand else 1)
+    torch.manual_seed(block)
+    x = (torch.randn(1, c_in, side, side) * 2).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        shape = mb(x).shape
+    probe = torch.randn(shape)
+    fused.set_fused(mb, True)
+    assert fused.can_fuse(mb, x)
+    y_fused, g_fused = _grad_and_out(mb, x, probe)
+    fused.set_fused(mb, False)
+    y_plain, g_plain = _grad_and_out(mb, x, probe)
+    _assert_same(y_fused, y_plain, "forward")
+    _assert_same(g_fused, g_plain, "input gradient")
+
+
+def test_fused_network_gives_the_plain_features_and_gradient(fruits224, googlenet_file):
+    net, paths = load_model("effnet-lite0", ["block9"])
+    assert fused.fused_enabled(net) == fused.available()  # on by default on the CPU
+    # GoogLeNet keeps its plain layers: fused, its fp32 step measured 0.89-1.09x the plain one
+    assert not fused.fused_enabled(load_model("googlenet", ["inception4c"], weights=googlenet_file)[0])
+
+    def objective(x: torch.Tensor) -> torch.Tensor:
+        return net.features(x, paths)[paths[0]]
+
+    x = fruits224.contiguous(memory_format=torch.channels_last)
+    probe = torch.randn(objective(x).shape)
+    y_fused, g_fused = _grad_and_out(objective, x, probe)
+    fused.set_fused(net, False)
+    y_plain, g_plain = _grad_and_out(objective, x, probe)
+    _assert_same(y_fused, y_plain, "features")
+    _assert_same(g_fused, g_plain, "input gradient")
+
+
+def test_a_hooked_inner_conv_runs_plainly_and_sees_its_pre_activation_output():
+    # `--layer _blocks.3._expand_conv` asks for the conv's own output (before ReLU6): the fused
+    # block, which never calls that module, must step aside while it is hooked.
+    net, paths = load_model("effnet-lite0", ["_blocks.3._expand_conv"])
+    x = (torch.rand(1, 3, 96, 96) * 255).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        act = net.features(x, paths)[paths[0]]
+    assert float(act.min()) < 0  # pre-activation: ReLU6 was not applied
+    block, x = net._blocks[3], torch.zeros(1, 24, 48, 48)
+    assert fused.can_fuse(block, x, block._expand_conv) == fused.available()  # no hook left behind
+    hook = block._expand_conv.register_forward_hook(lambda *args: None)
+    assert not fused.can_fuse(block, x, block._expand_conv)
+    hook.remove()
+
+
+def test_fused_path_steps_aside_for_autocast_small_inputs_and_other_dtypes():
+    net, _ = load_model("effnet-lite0", ["block5"])
+    block = net._blocks[3]
+    big = torch.zeros(1, 24, 48, 48)
+    assert fused.can_fuse(block, big) == fused.available()
+    assert not fused.can_fuse(block, torch.zeros(1, 24, 16, 16))  # below MIN_PIXELS: plain is faster
+    assert not fused.can_fuse(block, big.double())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not fused.can_fuse(block, big)

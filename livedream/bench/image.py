@@ -17,14 +17,45 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from livedream.bench.common import ImageCase, Plan, Summary, Target, log, photo, repeat, summary, verdict
 from livedream.config import DreamConfig, preset
+from livedream.devices import bf16_units, cpu_flags
 from livedream.dream import Dreamer
+from livedream.models.fused import set_fused
 
-__all__ = ["bench_image", "bench_sweep", "network_weights", "count_flops"]
+__all__ = ["bench_image", "bench_sweep", "network_weights", "count_flops", "bf16_why", "measure_peaks"]
 
-BF16_WHY = ("bf16 only on {cases}: this CPU has no AMX / AVX512-BF16, so CPU autocast emulates bf16 "
-            "and runs ~15-20x slower than fp32 (larger sizes would take minutes per row)")
 RANDOM_WHY = ("random weights (no pretrained GoogLeNet ships with a package): the time does not depend "
               "on the weight values, the strength does, so it is not reported")
+
+
+def bf16_why(cases: tuple[str, ...], flags: frozenset[str] | None = None) -> str:
+    """Why a bf16 row is skipped, naming what this CPU really has."""
+    flags = cpu_flags() if flags is None else flags
+    only = f"bf16 only on {', '.join(cases) or 'none'}"
+    units = bf16_units(flags)
+    if units is not None:
+        kind = "AMX and AVX512-BF16" if units == "amx" else "AVX512-BF16 (no AMX)"
+        return f"{only}, as the plan asks (this CPU has {kind}: bf16 runs natively)"
+    has = [name for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("fma", "FMA")) if flag in flags]
+    return (f"{only}: this CPU ({', '.join(has) or 'no AVX'}) has neither AMX nor AVX512-BF16, so CPU "
+            "autocast emulates bf16 and runs ~15-20x slower than fp32 (larger sizes would take minutes "
+            "per row)")
+
+
+def bf16_cases(plan: Plan) -> tuple[str, ...]:
+    """The image cases run in bf16: all of them where the CPU computes bf16 natively (AMX or
+    AVX512-BF16), else the plan's few (emulated bf16 is slow)."""
+    return tuple(c.id for c in plan.image_cases) if bf16_units() else plan.bf16_cases
+
+
+def measure_peaks(plan: Plan, precisions: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """The roofline section's matmul and dense-conv peaks (GFLOP/s) per precision, measured here
+    (at this process's threads) so the image rows can say what share of them they reach."""
+    from livedream.bench.scaling import conv_peak, matmul_peak
+
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    return {p: {"matmul": matmul_peak(plan.matmul_n, dtypes[p], plan.repeats)["gflops_per_s"],
+                "conv": conv_peak(*plan.conv_size, dtypes[p], plan.repeats)["gflops_per_s"]}
+            for p in precisions}
 
 
 def network_weights(network: str, folder: str) -> tuple[str | None, bool]:
@@ -45,10 +76,20 @@ def network_weights(network: str, folder: str) -> tuple[str | None, bool]:
 
 
 def count_flops(dreamer: Dreamer, x: torch.Tensor, cfg: DreamConfig) -> int:
-    """Floating-point operations (convolutions and matmuls, forward + backward) of one dream."""
+    """Floating-point operations (convolutions and matmuls, forward + backward) of one dream.
+
+    Counted on the plain layers with one replica: the counter sees only standard aten ops, on this
+    thread; the fused ops and parallel tiles do the same arithmetic."""
     counter = FlopCounterMode(display=False)
-    with counter:
-        dreamer.dream(x, cfg)
+    workers, fused = dreamer.workers, any(getattr(m, "fused", False) for m in dreamer.net.modules())
+    dreamer.workers = 1
+    set_fused(dreamer.net, False)
+    try:
+        with counter:
+            dreamer.dream(x, cfg)
+    finally:
+        dreamer.workers = workers
+        set_fused(dreamer.net, fused)
     return int(counter.get_total_flops())
 
 
@@ -58,16 +99,21 @@ def _gain(dreamer: Dreamer, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def image_row(dreamer: Dreamer, case: ImageCase, plan: Plan, pretrained: bool,
-              targets: tuple[Target, ...]) -> dict[str, object]:
+              targets: tuple[Target, ...], peaks: dict[str, float] | None = None) -> dict[str, object]:
     cfg = preset("classic", dreamer.cfg, **dict(case.overrides))
     x = photo(case.width, case.height)  # (1, 3, H, W)
-    # One iteration per octave under the flop counter: warms every octave size up (oneDNN builds
-    # its kernels on first use) and counts the work; each further iteration repeats it exactly.
+    # One iteration per octave under the flop counter counts the work (each further iteration
+    # repeats it exactly); one more, as it runs, warms every octave size up (oneDNN builds its
+    # kernels on first use).
     flops = count_flops(dreamer, x, cfg.replace(iters=1)) * cfg.iters
+    dreamer.dream(x, cfg.replace(iters=1))
     outs: list[torch.Tensor] = []
+    dreamer.profile.reset()
     times = repeat(lambda: outs.append(dreamer.dream(x, cfg)), plan.repeats, plan.budget)
     stats = summary(times)
     med = float(stats["median"])
+    rate = flops / 1e9 / med
+    step = dreamer.profile.per_step_ms()
     return {
         "seconds": med, "spread": stats["spread"], "runs": stats["runs"], "samples": stats["samples"],
         "width": case.width, "height": case.height, "iters": cfg.iters, "octaves": cfg.octaves,
@@ -76,6 +122,15 @@ def image_row(dreamer: Dreamer, case: ImageCase, plan: Plan, pretrained: bool,
         # the rate the fastest target would need, to compare with the roofline's peaks
         "gflops_per_s_needed": round(flops / 1e9 / min(t.value for t in targets), 1) if targets else None,
         "strength": round(_gain(dreamer, x, outs[-1]), 3) if pretrained else None,
+        # per gradient step, averaged over the timed runs: the network's forward and backward
+        # passes and the rest (jitter, crops, the normalised update); see dream.StepProfile
+        "step_ms": {k: round(v, 1) for k, v in step.items()},
+        "parallel_steps": round(dreamer.profile.parallel_steps / max(1, dreamer.profile.steps), 2),
+        "replicas": dreamer.replicas_used,
+        # the machine's matmul and dense-conv peaks at these threads (the roofline section's
+        # measurement, taken again here) and the share of them this dream reaches
+        "peak_gflops_per_s": peaks,
+        "share_of_peak": ({k: round(rate / v, 3) for k, v in peaks.items() if v > 0} if peaks else None),
         "targets": [t.text() for t in targets], "status": verdict(med, targets, plan.judged),
     }
 
@@ -93,7 +148,7 @@ def tiled_4k(env: dict[str, str]) -> dict[str, object]:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     data = json.loads(out.stdout.strip().splitlines()[-1])
     rss = data["kb"] / 1024**2
-    target = Target("issue 2, peak RSS", 3.0, "GB")
+    target = Target("peak RSS, tiles on every core", 2.2, "GB")
     return {"seconds": round(data["seconds"], 3), "peak_rss_gb": round(rss, 2), "iters": 2, "octaves": 4,
             "tile": 512, "runs": 1, "targets": [target.text()], "status": verdict(rss, [target], True)}
 
@@ -113,11 +168,13 @@ def startup(repeats: int, env: dict[str, str], judged: bool) -> dict[str, object
 def bench_image(plan: Plan, env: dict[str, str]) -> dict[str, dict[str, object]]:
     """`image.<network>/<precision>/<case>` -> seconds (median), spread, GFLOP/s, strength, status."""
     rows: dict[str, dict[str, object]] = {}
+    in_bf16 = bf16_cases(plan)
+    peaks = measure_peaks(plan, ("fp32", "bf16") if in_bf16 else ("fp32",))
+    log("image peaks GFLOP/s: " + ", ".join(f"{p} {k} {v}" for p, t in peaks.items() for k, v in t.items()))
     with tempfile.TemporaryDirectory() as folder:
         for network, precision in product(plan.networks, ("fp32", "bf16")):
-            cases = [c for c in plan.image_cases if precision == "fp32" or c.id in plan.bf16_cases]
-            why = BF16_WHY.format(cases=", ".join(plan.bf16_cases) or "none")
-            skipped = {"seconds": None, "skipped": why}
+            cases = [c for c in plan.image_cases if precision == "fp32" or c.id in in_bf16]
+            skipped = {"seconds": None, "skipped": bf16_why(plan.bf16_cases)}
             for case in plan.image_cases:  # every row in order; the measured ones are filled in below
                 rows[f"{network}/{precision}/{case.id}"] = {} if case in cases else dict(skipped)
             if not cases:
@@ -127,12 +184,13 @@ def bench_image(plan: Plan, env: dict[str, str]) -> dict[str, dict[str, object]]
             for case in cases:
                 key = f"{network}/{precision}/{case.id}"
                 targets = case.targets + (case.default_network_only if network == "effnet-lite0" else ())
-                row = image_row(dreamer, case, plan, pretrained, targets)
+                row = image_row(dreamer, case, plan, pretrained, targets, peaks.get(precision))
                 if not pretrained:
                     row["note"] = RANDOM_WHY
                 rows[key] = row
                 log(f"image {key} {case.width}x{case.height}: {row['seconds']:.3f} s "
-                    f"(spread {row['spread']:.3f}, {row['runs']} runs) {row['status']}")
+                    f"(spread {row['spread']:.3f}, {row['runs']} runs) per step {row['step_ms']} ms "
+                    f"{row['status']}")
     rows["effnet-lite0/fp32/tiled-3840x2160"] = (
         tiled_4k(env) if plan.tiled_4k else {"seconds": None, "skipped": "full run only (minutes)"})
     rows["startup"] = (startup(plan.startup_repeats, env, plan.judged) if plan.processes

@@ -46,7 +46,7 @@ def _machine(m: dict) -> str:
         ("CPU", f"{m['cpu']}{' (virtual machine)' if m['hypervisor'] else ''}"),
         ("cores", f"{m['physical_cores']} physical, {m['logical_cpus']} logical, {m['usable_cpus']} usable"),
         ("instruction sets", isa),
-        ("bf16 units (AMX / AVX512-BF16)", "yes" if m["bf16_units"] else "no: bf16 autocast is emulated"),
+        ("bf16 units", _bf16_units(m)),
         ("torch", f"{m['torch']} ({m['torch_cpu_capability']}, oneDNN {'yes' if m['mkldnn'] else 'no'})"),
         ("threads", f"{m['torch_threads']} intra-op, {m['torch_interop_threads']} inter-op"),
         ("precision `auto` picks", _fmt(m["auto_precision"])),
@@ -56,11 +56,36 @@ def _machine(m: dict) -> str:
     return "## Machine\n\n" + _table(("", ""), rows)
 
 
+def _bf16_units(m: dict) -> str:
+    kind = m.get("bf16_kind")
+    if kind == "amx":
+        return "AMX and AVX512-BF16: bf16 runs natively"
+    if kind == "avx512_bf16":
+        return "AVX512-BF16 (no AMX): bf16 runs natively"
+    return "yes" if m["bf16_units"] else "no (neither AMX nor AVX512-BF16): bf16 autocast is emulated"
+
+
+def _step_profile(r: dict) -> str:
+    """'fwd / bwd / rest' ms per gradient step, and the share of steps with parallel tiles."""
+    p = r.get("step_ms")
+    if not p:
+        return "-"
+    text = f"{_fmt(p['forward'])} / {_fmt(p['backward'])} / {_fmt(p['rest'])}"
+    if r.get("parallel_steps"):
+        text += f" ({_fmt(100 * r['parallel_steps'])}% of steps on {r.get('replicas')} replicas)"
+    return text
+
+
+def _share(r: dict) -> str:
+    share = r.get("share_of_peak")
+    return " / ".join(f"{100 * share[k]:.1f}%" for k in ("matmul", "conv") if k in share) if share else "-"
+
+
 def _image(image: dict) -> str:
     rows = []
     for key, r in image.items():
         if r.get("skipped"):
-            rows.append((key, "-", "-", "-", "-", "-", "-", "-", f"skipped: {r['skipped']}"))
+            rows.append((key, "-", "-", "-", "-", "-", "-", "-", "-", "-", f"skipped: {r['skipped']}"))
             continue
         size = f"{r['width']}x{r['height']}" if "width" in r else ("3840x2160" if "3840" in key else "")
         params = (f"{r['iters']} it x {r['octaves']} oct" if "octaves" in r else "")
@@ -68,13 +93,18 @@ def _image(image: dict) -> str:
         gain = r.get("strength")
         strength = f"{gain}x" if gain is not None else ("n/a (random weights)" if r.get("note") else "-")
         rows.append((key, f"{size} {params}".strip(), _med(r), r.get("gflop"), r.get("gflops_per_s"),
-                     r.get("gflops_per_s_needed"), strength, extra, r["status"]))
+                     r.get("gflops_per_s_needed"), _share(r), _step_profile(r), strength, extra, r["status"]))
     return ("## Single image\n\nSeconds for the dream itself (model loaded, photo in memory), median over "
             "the runs after a warm-up; spread = slowest - fastest. GFLOP: convolutions and matmuls, "
-            "forward + backward; GFLOP/s needed: what the fastest target would take. Strength: the target "
-            "layer's energy, output / input.\n\n"
-            + _table(("row", "size, parameters", "seconds", "GFLOP", "GFLOP/s", "GFLOP/s needed", "strength",
-                      "", "status"), rows))
+            "forward + backward; GFLOP/s needed: what the fastest target would take. Of peak: the achieved "
+            "GFLOP/s over this machine's measured matmul / dense 3x3 conv peak at the same threads (the "
+            "roofline section's measurement). Per step: milliseconds of the network's forward pass, its "
+            "backward pass and the rest (jitter, crops, the normalised update) per gradient step, averaged "
+            "over the timed runs; with tiles on several replicas the gradient phase's wall time is shared "
+            "between forward and backward in proportion. Strength: the target layer's energy, output / "
+            "input.\n\n"
+            + _table(("row", "size, parameters", "seconds", "GFLOP", "GFLOP/s", "GFLOP/s needed", "of peak",
+                      "per step ms: fwd / bwd / rest", "strength", "", "status"), rows))
 
 
 def _sweep(s: dict) -> str:

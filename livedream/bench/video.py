@@ -152,11 +152,11 @@ def _smalls(clip: Clip, size: tuple[int, int], n: int) -> list[np.ndarray]:
 
 
 def by_width(plan: Plan, clip: Clip, dreamers: Sequence[DreamSource]) -> dict[str, dict[str, object]]:
-    """fps of each gradient-ascent preset that dreams at a width, at each dream width: end to end
-    (decoded frames .. NullSink) and the dream stage alone."""
+    """fps of each whole-frame gradient-ascent preset (not a student's, not detail's tiles) at
+    each dream width: end to end (decoded frames .. NullSink) and the dream stage alone."""
     out: dict[str, dict[str, object]] = {}
-    scaled = [n for n in plan.presets if bench_config(n).dream_width is not None
-              and student_for(bench_config(n)) is None]
+    scaled = [n for n in plan.presets if bench_config(n).tiles == 0
+              and student_for(bench_config(n)) is None and n != "realtime-gradient"]
     for name, width in itertools.product(scaled, plan.widths):
         cfg = bench_config(name).replace(dream_width=width)
         reports = _end_to_end(plan, clip, cfg, dreamers, slow=not cfg.warm)

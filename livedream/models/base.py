@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from livedream.errors import LivedreamError
+from livedream.models.fused import set_fused
 
 _Pair = tuple[int, int]
 
@@ -150,11 +151,13 @@ def truncate_after(net: DreamNet, paths: list[str]) -> None:
 
 
 def prepare(net: DreamNet, paths: list[str], device: torch.device) -> DreamNet:
-    """Freeze, fold BatchNorm, truncate after the deepest layer in `paths`, channels-last, move."""
+    """Freeze, fold BatchNorm, truncate after the deepest layer in `paths`, channels-last, move;
+    on the CPU, conv + activation fused (models.fused)."""
     truncate_after(net, paths)
     fold_batchnorms(net)  # new convs: freeze and set eval mode after this, not before
     net.eval()
     for p in net.parameters():
         p.requires_grad_(False)
+    set_fused(net, device.type == "cpu")
     # Module.to takes memory_format (documented), missing from torch's overloads
     return net.to(device=device, memory_format=torch.channels_last)  # type: ignore[call-overload]

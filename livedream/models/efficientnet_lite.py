@@ -13,6 +13,7 @@ from typing import TypedDict
 import torch
 from torch import nn
 
+from livedream.models import fused as _fused
 from livedream.models.base import DreamNet, LayerInfo, ModelError
 
 # (repeats, kernel, stride, expand ratio, in channels, out channels) per stage of Lite0.
@@ -38,6 +39,8 @@ _BN: _BNArgs = {"momentum": 0.01, "eps": 1e-3}
 class MBConv(nn.Module):
     """Inverted residual: 1x1 expand, depthwise kxk, 1x1 project; skip when shapes allow."""
 
+    fused = False  # conv + ReLU6 as one operation (see models.fused); set at load
+
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, expand: int) -> None:
         super().__init__()
         mid = c_in * expand
@@ -54,6 +57,10 @@ class MBConv(nn.Module):
         self.skip = stride == 1 and c_in == c_out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        parts = (self._depthwise_conv, self._bn1, self._project_conv, self._bn2)
+        if _fused.can_fuse(self, x, *parts, *((self._expand_conv, self._bn0) if self.has_expand else ())):
+            expand = self._expand_conv if self.has_expand else None
+            return _fused.inverted_residual(x, expand, self._depthwise_conv, self._project_conv, self.skip)
         h = x
         if self.has_expand:
             h = torch.nn.functional.relu6(self._bn0(self._expand_conv(h)))
@@ -63,12 +70,16 @@ class MBConv(nn.Module):
 
 
 class _Stem(nn.Module):
+    fused = False  # conv + ReLU6 as one operation, as in MBConv
+
     def __init__(self, net: EfficientNetLite0) -> None:
         super().__init__()
         self._net = [net]  # a plain list: no second registration of the parent's parameters
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         net = self._net[0]
+        if _fused.can_fuse(self, x, net._conv_stem, net._bn0):
+            return _fused.conv_act(x, net._conv_stem, "relu6")
         return torch.nn.functional.relu6(net._bn0(net._conv_stem(x)))
 
 
