@@ -85,6 +85,9 @@ class _TileResult:
     total_s: float
 
 
+_FP16_LOSS_SCALE = 2.0 ** 12  # see Dreamer._gradient_of
+
+
 class Dreamer:
     """Holds one prepared network; dreams batches with any config that shares its network fields.
 
@@ -99,6 +102,8 @@ class Dreamer:
         self.cfg = cfg
         self.device = parse_device(cfg.device)
         keep_freed_memory()
+        if self.device.type == "cuda":  # a dream runs the same few tile and octave shapes again
+            torch.backends.cudnn.benchmark = True  # and again: cuDNN picks each one's fastest
         spec = model_spec(cfg.model)
         # the precision of large inputs; `precision_for` gives each input's (`auto` may differ by size)
         self.precision = choose_precision(cfg.precision, self.device, model=cfg.model)
@@ -284,12 +289,17 @@ class Dreamer:
         """(d objective / d img, forward seconds, backward seconds) for `img` (B, 3, h, w)."""
         net = net or self.net
         x = img.detach().contiguous(memory_format=torch.channels_last).requires_grad_(True)
+        precision = self.precision_for(x)
         t0 = time.perf_counter()
-        with torch.enable_grad(), autocast(self.precision_for(x), self.device):
+        with torch.enable_grad(), autocast(precision, self.device):
             acts = net.features(x, self.paths)
             loss = self.objective(acts, cfg).sum()
         t1 = time.perf_counter()
-        (grad,) = torch.autograd.grad(loss, x)
+        # In fp16 the gradient of a mean over ~1e5 activations (~1e-5 each) falls below fp16's
+        # smallest normal number: scale the loss by a power of two (exact) before going back;
+        # each step normalises the gradient anyway, so the scale never shows.
+        scale = _FP16_LOSS_SCALE if precision == "fp16" else 1.0
+        (grad,) = torch.autograd.grad(loss * scale, x)
         return grad.float(), t1 - t0, time.perf_counter() - t1
 
     def _replica_nets(self, n: int) -> list[DreamNet]:
