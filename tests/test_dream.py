@@ -367,6 +367,7 @@ def test_bf16_autocast_runs_on_the_cpu(dreamer_for, small):
     assert np.isfinite(energy(d, y))
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 def test_cuda_dream_in_automatic_precision(small):
     d = Dreamer(DreamConfig(device="cuda"))
