@@ -137,14 +137,16 @@ def test_markdown_and_plots(results, tmp_path):
     text = to_markdown(results)
     assert "per step ms: fwd / bwd / rest" in text and "of peak" in text
     for heading in ("## Machine", "## Single image", "## Parameter sweep", "## Video", "## Scaling",
-                    "## Roofline", "## Load while it ran", "### Stage profile"):
+                    "## Roofline", "## Student", "## Adaptive quality", "## Load while it ran",
+                    "### Stage profile"):
         assert heading in text, heading
     plots = write_plots(results, str(tmp_path))
     if isinstance(plots, str):
         assert "matplotlib" in plots
     else:
+        curve = {"distill_curve.png"} if results["student"].get("curve") else set()
         assert {p.rsplit("/", 1)[1] for p in plots} == {"bench_seconds_vs_resolution.png",
-                                                         "bench_fps_vs_iters.png"}
+                                                         "bench_fps_vs_iters.png", *curve}
         assert all((tmp_path / p.rsplit("/", 1)[1]).stat().st_size > 1000 for p in plots)
 
 

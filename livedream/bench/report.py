@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["to_markdown", "write_plots", "headline"]
+__all__ = ["to_markdown", "write_plots", "headline", "plot_curve"]
 
 Row = Sequence[object]
 
@@ -194,6 +194,38 @@ def _video(v: dict) -> str:
     return text
 
 
+def _student(s: dict) -> str:
+    if s.get("skipped"):
+        return f"## Student\n\nskipped: {s['skipped']}\n"
+    t = s.get("training", {})
+    text = (f"## Student\n\nWeights `{os.path.basename(s['weights'])}`"
+            + (f", trained {t.get('steps')} steps in {_fmt(t.get('seconds'))} s" if t.get("steps") else "")
+            + ". Inference: one forward pass of the student at the live size, median seconds.\n\n")
+    inf = s["inference"]
+    text += _table(("threads, scale", "seconds"), [(k, _med(v, "median")) for k, v in inf.items()
+                                                   if isinstance(v, dict)])
+    p = s["photo"]
+    text += ("\n### The app's photo through the student\n\nDecode a JPEG, dream, encode.\n\n"
+             + _table(("size", "seconds", "target", "status"),
+                      [(f"{p['size'][0]}x{p['size'][1]}", _med(p), p["target"], p["status"])]))
+    u = s["unseen"]
+    text += ("\n### Strength on frames it never saw\n\nThe target layer's energy, output / input, on the "
+             "sample clip's frames; classic on the same frames for scale.\n\n"
+             + _table(("frames", "student", "classic", "student / classic", "target", "status"),
+                      [(u["frames"], f"{u['student_gain']}x", f"{u['classic_gain']}x", u["ratio"],
+                        u["target"], u["status"])]))
+    return text
+
+
+def _adaptive(a: dict) -> str:
+    rows = [(name, f"{r['size'][0]}x{r['size'][1]}", r["fps_out"], r["p50_ms"], r["p95_ms"], r["dropped"],
+             (r.get("quality") or {}).get("level"), r.get("strength"), r["status"]) for name, r in a.items()]
+    return ("## Adaptive quality\n\nA paced 30 fps source (the sample clip, looped) dreamed live; the "
+            "quality controller picks the rung. Strength: energy gain of the last frames out.\n\n"
+            + _table(("run", "size", "fps out", "p50 ms", "p95 ms", "dropped", "rung", "strength", "status"),
+                     rows))
+
+
 def _scaling(s: dict) -> str:
     text = f"## Scaling\n\n{s['preset']}, {s['size'][0]}x{s['size'][1]}.\n\n"
     text += _table(("torch threads", "dream fps", "s per frame"),
@@ -238,7 +270,7 @@ def to_markdown(data: dict) -> str:
     if meta["plan"] != "full":
         text += "Quick sizes: every path runs, nothing is judged against a target.\n\n"
     parts = {"machine": _machine, "image": _image, "sweep": _sweep, "video": _video, "scaling": _scaling,
-             "roofline": _roofline}
+             "student": _student, "adaptive": _adaptive, "roofline": _roofline}
     for name, fn in parts.items():
         if name in data:
             text += fn(data[name]) + "\n"
@@ -257,6 +289,14 @@ def headline(data: dict) -> list[str]:
     for k, c in v.get("realtime_vs_classic", {}).items():
         if isinstance(c, dict):
             lines.append(f"video realtime vs classic {k}: {c['value']}  {c['status']}")
+    s = data.get("student", {})
+    for key in ("photo", "unseen"):
+        if isinstance(s.get(key), dict):
+            r = s[key]
+            value = f"{r['seconds']} s" if key == "photo" else f"{r['student_gain']}x"
+            lines.append(f"student {key}: {value}  {r['status']}")
+    for name, r in data.get("adaptive", {}).items():
+        lines.append(f"adaptive {name}: {r['fps_out']} fps, p95 {r['p95_ms']} ms  {r['status']}")
     return lines
 
 
@@ -307,7 +347,31 @@ def write_plots(data: dict, folder: str) -> list[str] | str:
                title="fps vs iterations per frame")
         ax.grid(True, alpha=0.3)
         written.append(_save(plt, fig, ax, os.path.join(folder, "bench_fps_vs_iters.png")))
+    curve = data.get("student", {}).get("curve") or []
+    if curve:
+        written.append(plot_curve(curve, os.path.join(folder, "distill_curve.png")))
     return written
+
+
+def plot_curve(curve: list[dict], path: str) -> str:
+    """The student's validation gain (and loss, where recorded) against training steps, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    steps = [r["step"] for r in curve]
+    ax.plot(steps, [r.get("gain", 1 + r.get("strength", 0)) for r in curve], marker="o", markersize=3,
+            label="validation: energy out / in (photos it never saw)")
+    ax.axhline(1.5, color="red", linestyle="--", linewidth=1, label="target 1.5x")
+    ax.set(xlabel="training step", ylabel="energy gain", title="student distillation")
+    ax.grid(True, alpha=0.3)
+    if all("loss" in r for r in curve):
+        loss = ax.twinx()
+        loss.plot(steps, [r["loss"] for r in curve], color="gray", alpha=0.6)
+        loss.set_ylabel("training loss (gray)")
+    return _save(plt, fig, ax, path)
 
 
 def _save(plt: Any, fig: Any, ax: Any, path: str) -> str:
