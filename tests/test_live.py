@@ -475,6 +475,33 @@ def test_window_keys_steer_through_control(tmp_path, cfg, monkeypatch):
     win.close()
 
 
+def test_the_d_key_cycles_gradient_ascent_and_the_shipped_students(tmp_path, cfg, monkeypatch):
+    from livedream.config import DreamConfig
+    from livedream.distill.data import teacher_params
+    from livedream.student import weights
+    from livedream.student.net import StudentNet, StudentSpec
+
+    net = StudentNet(StudentSpec(channels=(8, 8, 16, 16), blocks=1))
+    for name, dream in [("a.pt", DreamConfig()), ("b.pt", DreamConfig(layers=("block5",), channel=3)),
+                        ("c.pt", DreamConfig(model="googlenet"))]:
+        (tmp_path / name).write_bytes(weights.save_student(net, teacher_params(dream), {}))
+    monkeypatch.setattr(weights, "SHIPPED", tmp_path)
+    weights._shipped_index.cache_clear()
+    try:
+        control = Control(cfg)
+        keys = Steering(control)
+        assert keys("d") == "student block9" and control.config.student == str(tmp_path / "a.pt")
+        assert keys("d") == "student block5 filter 3"
+        assert control.config.dream.layers == ("block5",) and control.config.dream.channel == 3
+        assert keys("d") == "gradient ascent" and control.config.student is None  # googlenet's is skipped
+        assert keys("d") == "student block9" and control.config.dream.channel is None
+        monkeypatch.setattr(weights, "SHIPPED", tmp_path / "none")
+        weights._shipped_index.cache_clear()
+        assert keys("d").startswith("no student ships") and control.config.student is not None
+    finally:
+        weights._shipped_index.cache_clear()
+
+
 def test_window_needs_a_display(monkeypatch, cfg):
     if not sys.platform.startswith("linux"):
         pytest.skip("the display check is for X11 on Linux")

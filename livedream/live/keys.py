@@ -1,5 +1,6 @@
 """Window keys that steer a live dream through its `Control`: n / p layer, + / - iterations,
-[ / ] strength, s snapshot. (q, space and i belong to the window itself.)"""
+[ / ] strength, d dream source (gradient ascent or a shipped student), s snapshot. (q, space
+and i belong to the window itself.)"""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ __all__ = ["Steering", "WINDOW_KEYS"]
 log = logging.getLogger("livedream.live")
 
 WINDOW_KEYS = ("q quit, space pause, n/p next/previous layer, +/- iterations, [ ] strength, "
-               "s snapshot, i stats")
+               "d gradient/student, s snapshot, i stats")
 
 
 class Steering:
@@ -41,6 +42,8 @@ class Steering:
             if key in ("[", "]"):
                 strength = round(min(4.0, max(0.0, cfg.strength + (0.1 if key == "]" else -0.1))), 2)
                 return f"strength {self.control.update(strength=strength).strength:.1f}"
+            if key == "d":
+                return self._next_source()
             if key == "s" and self.window is not None:
                 params = {k: str(v) for k, v in self.control.params().items()}
                 path = self.window.snapshot(self.snapshot_dir, params)
@@ -50,6 +53,28 @@ class Steering:
             log.warning("%s", e)
             return str(e)
         return None
+
+    def _next_source(self) -> str:
+        """Gradient ascent, then each shipped student of the network (at its own layer and
+        filter), in turn."""
+        from livedream.student import student_for
+        from livedream.student.weights import shipped_for
+
+        cfg = self.control.config
+        default = model_spec(cfg.dream.model).default_layer
+        Choice = tuple[str | None, tuple[str, ...], int | None]  # weights, layers, channel
+        choices: list[Choice] = [(None, cfg.dream.layers, cfg.dream.channel)]
+        choices += [(str(path), ls or (default,), c) for path, ls, c in shipped_for(cfg.dream.model)]
+        if len(choices) == 1:
+            return f"no student ships for {cfg.dream.model}: gradient ascent"
+        current = student_for(cfg)
+        now = next((i for i, (path, _, _) in enumerate(choices)
+                    if current is not None and path == current.path), 0)
+        path, layers, channel = choices[(now + 1) % len(choices)]
+        self.control.set_quality(student=path, layers=layers, channel=channel)
+        if path is None:
+            return "gradient ascent"
+        return f"student {layers[0]}" + ("" if channel is None else f" filter {channel}")
 
     def _next_layer(self, step: int) -> str:
         dream = self.control.config.dream

@@ -106,6 +106,11 @@ def _shipped_index() -> tuple[tuple[Path, str, tuple[str, ...], int | None], ...
     return tuple(index)
 
 
+def shipped_for(model: str) -> list[tuple[Path, tuple[str, ...], int | None]]:
+    """The shipped students of `model`: (weights file, layers (() = the default), channel)."""
+    return [(path, ls, c) for path, m, ls, c in _shipped_index() if m == model]
+
+
 def find_shipped(model: str, layers: tuple[str, ...], channel: int | None,
                  default_layer: str) -> Path | None:
     """The shipped student for this dream (canonical layer names; () = `default_layer`), if any."""
