@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from livedream.config import ConfigError
+from livedream.io.live_sources import LiveSource, SourceError
 from livedream.io.sources import SyntheticSource
 from livedream.models.layer_table import LayerTable
 from livedream.server.app import Service
@@ -307,6 +308,42 @@ def test_without_a_token_only_local_host_names_are_answered(server):
     _, client = server
     assert client.get("/api/layers", headers={"Host": "evil.example:80"}).status_code == 421
     assert client.get("/api/layers", headers={"Host": "localhost:8000"}).status_code == 200
+
+
+class LostCamera(LiveSource):
+    """A network camera that delivers a few frames, then fails with its address in the error."""
+
+    name = "rtsp://user:***@cam.local:554/live"
+
+    def _capture(self) -> None:
+        for i in range(3):
+            self._publish(np.full((72, 96, 3), 40 * i, np.uint8), time.monotonic())
+            time.sleep(0.05)
+        raise SourceError(f"lost {SECRET_URL} after 3 frames")
+
+
+SECRET_URL = "rtsp://user:secretpw@cam.local:554/live"
+
+
+def test_a_lost_camera_ends_the_viewers_streams_and_its_password_reaches_no_answer(engine):
+    service = Service(ServerSettings(port=0, **FAST), photos=engine, source=LostCamera(),
+                      source_spec=SECRET_URL)
+    with service_thread(service) as st, httpx.Client(base_url=st.url, timeout=30) as client:
+        with client.stream("GET", "/stream.mjpg") as r:  # a viewer starts the source
+            assert r.status_code == 200
+            for _ in r.iter_bytes():
+                break
+        deadline = time.monotonic() + 10
+        while client.get("/healthz").status_code == 200:
+            assert time.monotonic() < deadline, "the lost camera never showed in /healthz"
+            time.sleep(0.05)
+        health = client.get("/healthz")
+        live = client.get("/api/stats").json()["live"]
+        again = client.get("/stream.mjpg")  # the viewer's stream ended above; a new one is refused
+    assert health.status_code == 503 and "cam.local" not in health.text and "user" not in health.text
+    assert "secretpw" not in str(live) and live["source"] == "rtsp://user:***@cam.local:554/live"
+    assert live["error"] is not None and "user:***@cam.local" in live["error"]
+    assert again.status_code == 503 and "user:***@cam.local" in again.text and "secretpw" not in again.text
 
 
 def test_network_address_needs_a_token():

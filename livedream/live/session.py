@@ -103,10 +103,12 @@ class LiveSession:
     def __init__(self, source: Iterable[Frame], sinks: list[Sink], control: Control,
                  dreamers: Sequence[DreamSource], *, need_viewers: bool = False,
                  on_frame: Callable[[Frame], None] | None = None,
+                 on_end: Callable[[], None] | None = None,
                  dreamer_for: Callable[[VideoConfig, str], DreamSource] = dreamer_for) -> None:
         self.source, self.sinks, self.control = source, sinks, control
         self.gate = Gate(source, need_viewers=need_viewers)
         self._on_frame = on_frame
+        self._on_end = on_end  # called once the run has ended (the source ended, or failed)
         self.pipeline = Pipeline(self.gate, sinks, control, dreamers, live=True, on_frame=self._frame_out,
                                  dreamer_for=dreamer_for)
         # Adaptive quality keeps pace with the source: the frames it delivers per second.
@@ -175,6 +177,8 @@ class LiveSession:
             log.error("live: %s", e)
         finally:
             self.finished.set()
+            if self._on_end is not None:
+                self._on_end()
 
 
 def close_all(closables: Iterable[Any]) -> list[str]:

@@ -89,7 +89,7 @@ class Service:
             self.stream = MjpegStream(max_viewers=settings.max_viewers)
             first = self._live_dreamer(self.control.config)
             self.live = LiveSession(source, [self.stream], self.control, [first], need_viewers=True,
-                                    dreamer_for=self._live_dreamer)
+                                    on_end=self._live_ended, dreamer_for=self._live_dreamer)
             self.stream.on_viewers = self.live.gate.add_viewers
         self.uploads = 0  # request bodies being received now
         self.uploading: collections.Counter[str] = collections.Counter()  # ... per client address
@@ -103,6 +103,13 @@ class Service:
             return self.photos.locked(dreamer_for(cfg, device))  # type: ignore[return-value]
         layer = cfg.dream.layers[0] if cfg.dream.layers else None
         return self.photos.locked(self.photos.dreamer(self.layers.canonical(layer)))  # type: ignore[return-value]
+
+    def _live_ended(self) -> None:
+        """The source ended or failed: every viewer's stream ends now (instead of hanging on a
+        frame that will not come) and later ones get a 503 saying why."""
+        assert self.stream is not None and self.live is not None
+        self.stream.stopped = redact_url(self.live.failure or "the source ended")
+        self.stream.close()
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.worker.start()
@@ -228,8 +235,6 @@ def create_app(service: Service) -> Guard:
     async def stream(request: Request) -> Response:
         if service.stream is None or service.live is None:
             raise HTTPProblem(404, "no live stream: start the server with --source (e.g. --source 0)")
-        if not service.live.running:
-            service.stream.stopped = service.live.failure or "the source ended"
         return await service.stream.respond(request)
 
     async def stats(request: Request) -> Response:
