@@ -93,7 +93,7 @@ class Plan:
     # video
     clip_size: tuple[int, int] | None = None  # resize the clip's frames to this (quick)
     widths: tuple[int, ...] = (320, 480, 640)
-    presets: tuple[str, ...] = ("realtime", "realtime-gradient", "detail", "balanced", "quality", "classic")
+    presets: tuple[str, ...] = ("realtime", "realtime-student", "detail", "balanced", "quality", "classic")
     run_frames: int = 150  # at most this many frames per end-to-end run
     run_seconds: float = 8.0  # ... and no new frame after this many seconds (>= min_frames)
     min_frames: int = 3

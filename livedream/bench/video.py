@@ -72,9 +72,9 @@ class WindowSink:
 
 def bench_config(name: str) -> VideoConfig:
     """A preset as the bench compares it: fixed settings (adaptive quality has its own section).
-    `realtime-gradient` is realtime without a student: the old way, gradient ascent at 320 px."""
-    if name == "realtime-gradient":
-        return video_preset("realtime", adaptive=False).replace(student=None)
+    `realtime-student` is realtime dreamed by the shipped student (`--student auto`)."""
+    if name == "realtime-student":
+        return video_preset("realtime", adaptive=False).replace(student="auto")
     return video_preset(name).replace(adaptive=False)
 
 
@@ -156,7 +156,7 @@ def by_width(plan: Plan, clip: Clip, dreamers: Sequence[DreamSource]) -> dict[st
     each dream width: end to end (decoded frames .. NullSink) and the dream stage alone."""
     out: dict[str, dict[str, object]] = {}
     scaled = [n for n in plan.presets if bench_config(n).tiles == 0
-              and student_for(bench_config(n)) is None and n != "realtime-gradient"]
+              and student_for(bench_config(n)) is None and n != "realtime-student"]
     for name, width in itertools.product(scaled, plan.widths):
         cfg = bench_config(name).replace(dream_width=width)
         reports = _end_to_end(plan, clip, cfg, dreamers, slow=not cfg.warm)
@@ -320,7 +320,8 @@ def bench_video(plan: Plan, env: dict[str, str]) -> dict[str, object]:
         "flicker": "warping error of the output / the input's own (flow and mask from the input)",
     }
     result["widths"] = by_width(plan, clip, dreamers)
-    presets = {name: same_frames(plan, clip, name, dreamers, judge) for name in plan.presets}
+    presets = {name: same_frames(plan, clip, name, dreamers, judge) for name in plan.presets
+               if name != "realtime-student" or student_for(bench_config(name)) is not None}
     result["presets"] = presets
     if "realtime" in presets and "classic" in presets:
         rt, cl = presets["realtime"], presets["classic"]
