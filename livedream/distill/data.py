@@ -36,6 +36,9 @@ class Source:
     path: str
     video: bool
     holdout: bool  # validation only
+    # The path below the folder it was found in (a file given by itself: its name): what seeds
+    # its views, so the same data planned from another place gives the same views.
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -51,23 +54,25 @@ class View:
 def find_sources(paths: Sequence[str]) -> list[Source]:
     """Image and video files among `paths` (folders searched recursively), sorted. InputError when
     a path is missing or nothing usable is found."""
-    found: list[str] = []
+    names: dict[str, str] = {}  # path -> name
     for path in paths:
         if os.path.isdir(path):
             for root, dirs, files in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 kinds = IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
-                found += [os.path.join(root, f) for f in files
-                          if f.lower().endswith(kinds) and not f.startswith(".")]
+                for f in files:
+                    if f.lower().endswith(kinds) and not f.startswith("."):
+                        full = os.path.join(root, f)
+                        names.setdefault(full, os.path.relpath(full, path))
         elif os.path.isfile(path):
-            found.append(path)
+            names.setdefault(path, os.path.basename(path))
         else:
             raise InputError(f"training data not found: {path}")
-    found = sorted(set(found))
+    found = sorted(names)
     if not found:
         raise InputError(f"no images or videos in {', '.join(paths)}")
-    return [Source(p, p.lower().endswith(VIDEO_EXTENSIONS), len(found) > 1 and i % HOLDOUT_EVERY == 0)
-            for i, p in enumerate(found)]
+    return [Source(p, p.lower().endswith(VIDEO_EXTENSIONS), len(found) > 1 and i % HOLDOUT_EVERY == 0,
+                   names[p]) for i, p in enumerate(found)]
 
 
 def plan_views(sources: Sequence[Source], per_image: int, per_video: int, seed: int) -> list[View]:
@@ -83,7 +88,8 @@ def plan_views(sources: Sequence[Source], per_image: int, per_video: int, seed: 
     views: list[View] = []
     for items in rounds:
         for source, frame in items:
-            digest = hashlib.sha256(f"{seed}:{source.path}:{frame}:{len(views)}".encode()).digest()
+            key = f"{seed}:{source.name or source.path}:{frame}:{len(views)}"
+            digest = hashlib.sha256(key.encode()).digest()
             views.append(View(len(views), source, frame, int.from_bytes(digest[:4], "little")))
     return views
 

@@ -69,6 +69,18 @@ class Record:
     gain: float | None = None  # validation: the student's objective on its output / on the input
 
 
+@dataclass(frozen=True)
+class Draw:
+    """One step's batch: two views of the crops shifted by `shift` (the stability loss compares
+    their dreams), the teacher's dream of the first, and the roll applied before the features."""
+
+    xa: torch.Tensor
+    xb: torch.Tensor
+    shift: tuple[int, int]
+    ta: torch.Tensor
+    roll: tuple[int, int]
+
+
 class Trainer:
     """Trains `student` to dream like `teacher` on the pairs of `store`."""
 
@@ -140,20 +152,34 @@ class Trainer:
                 last_save = time.monotonic()
         self.save()
 
-    def train_step(self) -> tuple[float, dict[str, float]]:
-        cfg, w = self.config, self.config.weights
+    def train_step(self, draw: Draw | None = None) -> tuple[float, dict[str, float]]:
+        """One optimiser step on `draw` (default: a fresh random batch): (loss, its parts)."""
         for group in self.optimizer.param_groups:
-            group["lr"] = _cosine(cfg.lr, self.step, cfg.steps)
+            group["lr"] = _cosine(self.config.lr, self.step, self.config.steps)
+        loss, parts = self.loss(self.draw() if draw is None else draw)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.student.parameters(), 1.0)
+        self.optimizer.step()
+        return float(loss.detach()), {k: round(float(v.detach().mean()), 4) for k, v in parts.items()}
+
+    def draw(self) -> Draw:
+        """A training batch and its random moves (everything random about a step)."""
         x, t = self._batch()  # (B, 3, S + 16, S + 16) each
-        xa, xb, shift = shift_pair(x, cfg.crop, self.generator)
-        ta = t[..., :cfg.crop, :cfg.crop]
+        xa, xb, shift = shift_pair(x, self.config.crop, self.generator)
+        oy, ox = (int(v) for v in torch.randint(-8, 9, (2,), generator=self.generator))
+        return Draw(xa, xb, shift, t[..., :self.config.crop, :self.config.crop], (oy, ox))
+
+    def loss(self, draw: Draw) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The student's loss on `draw` (with its graph) and the parts it sums."""
+        cfg, w = self.config, self.config.weights
+        xa, xb, shift, ta, (oy, ox) = draw.xa, draw.xb, draw.shift, draw.ta, draw.roll
         self.student.train()
         ra, rb = self.student(torch.cat([xa, xb])).chunk(2)
         m = cfg.margin
         inner = (slice(None), slice(None), slice(m, cfg.crop - m), slice(m, cfg.crop - m))
         xa, ta, ra = xa[inner], ta[inner], ra[inner]
         ya = xa + ra
-        oy, ox = (int(v) for v in torch.randint(-8, 9, (2,), generator=self.generator))
         roll = lambda v: torch.roll(v, (oy, ox), (2, 3)).contiguous(memory_format=torch.channels_last)  # noqa: E731
         feats_y = self.teacher.net.features(roll(ya), self.feature_paths)
         with torch.no_grad():
@@ -172,12 +198,7 @@ class Trainer:
             "range": ((F.relu(ya - 255.0) + F.relu(-ya)) / 10.0).pow(2).mean(dim=(1, 2, 3)),
         }
         scale = asdict(w) | {"range": 1.0}
-        loss = torch.stack([scale[k] * v.mean() for k, v in parts.items()]).sum()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.student.parameters(), 1.0)
-        self.optimizer.step()
-        return float(loss.detach()), {k: round(float(v.detach().mean()), 4) for k, v in parts.items()}
+        return torch.stack([scale[k] * v.mean() for k, v in parts.items()]).sum(), parts
 
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         views = self.available()
