@@ -219,3 +219,25 @@ def test_bad_student_weights_exit_2_with_one_line(tmp_path, capsys, case):
     assert code == 2 and err.count("\n") == 1 and err.startswith("livedream: error: "), err
     assert not (tmp_path / "out.mp4").exists()
 
+
+# What the shipped default student reaches on a photo it was never trained on (samples/fruits.jpg
+# is in the held-back set of the training data: every 10th source, see distill/data.py), as the
+# target layer's energy, output / input. Issue 11 asks for 1.5x: the shipped student (12000 steps,
+# 79 min on 2 cores) measured 1.10x here (1.19x on the held-back views while training; classic
+# gradient ascent: ~3x). The floor sits below the measurement so kernels on another CPU cannot
+# fail it, and above what a student that learned nothing gives (1.00x: it starts as the identity).
+SHIPPED_GAIN_FLOOR = 1.05
+
+
+def test_the_shipped_default_student_raises_the_layers_energy_on_a_photo_it_never_saw(sample_rgb):
+    from livedream.frame import compose
+    from livedream.student.dreamer import StudentDreamer
+
+    student = student_for(video_preset("realtime").replace(student="auto"))
+    assert student is not None, "no default student ships in livedream/student/shipped/"
+    rgb = sample_rgb
+    x = to_tensor(rgb)
+    out = compose(rgb, StudentDreamer(student).residual(x)[0].permute(1, 2, 0).numpy())
+    judge = Dreamer(DreamConfig(precision="fp32"))
+    gain = float(judge.energy(to_tensor(out))[0]) / float(judge.energy(x)[0])
+    assert gain >= SHIPPED_GAIN_FLOOR, f"energy gain {gain:.3f}"
