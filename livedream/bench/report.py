@@ -148,7 +148,8 @@ def _video(v: dict) -> str:
     text += (f"\n### Per preset on the same frames ({window[0]}..{window[1] - 1})\n\nEach preset at its own "
              "dream width; presets with warm starts run from frame 0 so the warm start has built up, "
              "`classic` dreams the window only. fps: end to end of that run.\n\n")
-    rows = [(n, "x".join(map(str, r["dream_size"])), f"{r['iters']} x {r['octaves']}", r["fps"],
+    rows = [(n, "x".join(map(str, r["dream_size"])),
+             "one pass" if r.get("one_pass") else f"{r['iters']} x {r['octaves']}", r["fps"],
              f"{r['strength']}x",
              f"{r['strength_common_scale']}x", f"{r['flicker']}x", r["warping_error"])
             for n, r in v["presets"].items()]

@@ -190,6 +190,7 @@ class PresetRow(TypedDict):
     window: list[int]
     dream_width: int | None
     dream_size: list[int]
+    one_pass: bool  # a student dreamed it (dream_size: what it saw; iters and octaves unused)
     iters: int
     octaves: int
     strength: float
@@ -220,9 +221,12 @@ def same_frames(plan: Plan, clip: Clip, name: str, dreamers: Sequence[DreamSourc
     common = dream_size(*clip.size, video_preset("realtime").dream_width)
     base = warping_error(rgb, rgb)
     flicker = warping_error(out, rgb)
+    one_pass = student_for(cfg) is not None  # a student: the frame at its scale, no iterations
+    size = ([round(clip.size[0] * cfg.student_scale), round(clip.size[1] * cfg.student_scale)] if one_pass
+            else [small[0].shape[1], small[0].shape[0]])
     row: PresetRow = {
         "fps": report["fps"], "frames": report["frames"], "window": [lo, hi],
-        "dream_width": cfg.dream_width, "dream_size": [small[0].shape[1], small[0].shape[0]],
+        "dream_width": cfg.dream_width, "dream_size": size, "one_pass": one_pass,
         "iters": cfg.dream.iters, "octaves": cfg.dream.octaves,
         "strength": round(_strength(judge, out, rgb), 3),
         "strength_common_scale": round(_strength(judge, out, rgb, common), 3), "common_scale": list(common),
