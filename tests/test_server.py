@@ -229,7 +229,10 @@ def test_mjpeg_stream_gives_jpeg_frames(server):
     deadline = time.monotonic() + 5
     while client.get("/api/stats").json()["live"]["viewers"] and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert client.get("/api/stats").json()["live"]["viewers"] == 0  # the source stops when unwatched
+    live = client.get("/api/stats").json()["live"]
+    assert live["viewers"] == 0  # the source stops when unwatched
+    quality = live["adaptive"]  # the controller's state: which ladder, which rung
+    assert quality["kind"] == "gradient" and 0 <= quality["level"] < quality["levels"]
 
 
 # -- capacity -----------------------------------------------------------------------------------------

@@ -146,6 +146,7 @@ class Service:
             "viewers": self.stream.viewers, "frames": self.live.pipeline.report.frames_out,
             "fps": round(now["fps_out"], 2), "latency_ms_p50": now["latency_ms"]["p50"],
             "dropped": now["dropped"],
+            "adaptive": None if self.live.quality is None else self.live.quality.state(),
         }
 
     def dream_job(self, data: bytes, req: DreamRequest) -> tuple[bytes, float]:
