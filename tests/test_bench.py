@@ -42,6 +42,7 @@ def _positive(value: object) -> bool:
     return isinstance(value, int | float) and math.isfinite(value) and value > 0
 
 
+@pytest.mark.slow  # the module fixture runs the whole quick bench
 def test_every_section_reports_its_load_and_time(results):
     assert set(SECTIONS) <= set(results), f"missing sections: {set(SECTIONS) - set(results)}"
     for name in SECTIONS:
@@ -51,6 +52,7 @@ def test_every_section_reports_its_load_and_time(results):
     json.dumps(results, allow_nan=False)  # the JSON is strict: no NaN or infinity anywhere
 
 
+@pytest.mark.slow  # the module fixture runs the whole quick bench
 def test_machine_says_whether_bf16_units_are_used(results):
     m = results["machine"]
     assert isinstance(m["bf16_units"], bool)
@@ -59,6 +61,7 @@ def test_machine_says_whether_bf16_units_are_used(results):
     assert m["auto_precision"]["effnet-lite0"] == "fp32"  # bf16 measured slower on every size
 
 
+@pytest.mark.slow  # the module fixture runs the whole quick bench
 def test_image_rows_have_seconds_or_say_why_not(results):
     image = results["image"]
     row = image["effnet-lite0/fp32/classic-182x158"]
@@ -90,6 +93,7 @@ def test_the_bf16_skip_message_says_what_the_cpu_has():
     assert "(AVX2, FMA) has neither AMX nor AVX512-BF16" in avx2 and "emulates bf16" in avx2
 
 
+@pytest.mark.slow  # the module fixture runs the whole quick bench
 def test_sweep_has_time_and_strength_per_setting_and_the_channel_check(results):
     sweep = results["sweep"]
     assert len(sweep["rows"]) == 2  # 1 iteration x (1 octave, 2 octaves) x 1 scale x 1 layer
@@ -100,6 +104,7 @@ def test_sweep_has_time_and_strength_per_setting_and_the_channel_check(results):
     assert _positive(check["slowest_over_fastest"]) and check["status"], check
 
 
+@pytest.mark.slow  # the module fixture runs the whole quick bench
 def test_video_has_the_documented_keys(results):
     video = results["video"]
     for name in ("realtime", "classic"):
@@ -119,6 +124,7 @@ def test_video_has_the_documented_keys(results):
     assert video["file_to_file"]["skipped"]  # no separate processes in this plan
 
 
+@pytest.mark.slow  # the module fixture runs the whole quick bench
 def test_scaling_and_roofline(results):
     s = results["scaling"]
     assert all(_positive(r["fps"]) for r in s["batch"].values())
@@ -133,6 +139,7 @@ def test_scaling_and_roofline(results):
         assert _positive(step["gflop"]) and _positive(step["gflops_per_s"]), step
 
 
+@pytest.mark.slow  # the module fixture runs the whole quick bench
 def test_markdown_and_plots(results, tmp_path):
     text = to_markdown(results)
     assert "per step ms: fwd / bwd / rest" in text and "of peak" in text
