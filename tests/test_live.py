@@ -261,6 +261,9 @@ def test_cli_bad_source_exits_2_with_one_line(source, capsys):
     "rtsp://user:hun ter2@cam/x",  # a space
     "rtsp://user:hun\nter2@cam/x",  # a newline
     "gopher://user:hunter2@cam/x",
+    "rtsp://cam/x?user=admin&password=hunter2",  # credentials in the query string
+    "http://cam/video.cgi?PWD=hunter2&res=640",
+    "rtsp://cam/live?token=hunter2",
 ])
 def test_a_url_password_is_never_shown_by_the_checks_or_the_camera_name(spec):
     try:

@@ -443,9 +443,13 @@ def redact_url(text: str) -> str:
     The password is all from the colon after the user name (which may be empty) to the last `@`
     of that word: a password holding `@` or `/` (which a URL should escape, but people type) is
     hidden whole. A word like `http://host:8080/a@b` loses a little more than needed; better
-    that than a password shown. `scheme:/user:pw@host` (one slash) is covered too.
+    that than a password shown. `scheme:/user:pw@host` (one slash) is covered too. Query-string
+    credentials (`password=`, `pwd=`, `token=`, `key=` ...) are hidden as well.
     """
-    return re.sub(r"([a-zA-Z][a-zA-Z0-9+.-]*:/*[^:/@\s]*):\S*@", r"\1:***@", text)
+    text = re.sub(r"([a-zA-Z][a-zA-Z0-9+.-]*:/*[^:/@\s]*):\S*@", r"\1:***@", text)
+    # Cameras that take credentials in the query string (`?user=admin&password=...`, tokens)
+    return re.sub(r"([?&;](?:password|passwd|pass|pwd|token|key|secret|auth)=)[^&;#\s]*", r"\1***", text,
+                  flags=re.IGNORECASE)
 
 
 def _first_line(error: BaseException) -> str:
