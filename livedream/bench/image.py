@@ -19,7 +19,7 @@ from livedream.bench.common import ImageCase, Plan, Summary, Target, log, photo,
 from livedream.config import DreamConfig, preset
 from livedream.devices import bf16_units, cpu_flags
 from livedream.dream import Dreamer
-from livedream.models.fused import set_fused
+from livedream.models.fused import fused_enabled, set_fused
 
 __all__ = ["bench_image", "bench_sweep", "network_weights", "count_flops", "bf16_why", "measure_peaks"]
 
@@ -81,7 +81,7 @@ def count_flops(dreamer: Dreamer, x: torch.Tensor, cfg: DreamConfig) -> int:
     Counted on the plain layers with one replica: the counter sees only standard aten ops, on this
     thread; the fused ops and parallel tiles do the same arithmetic."""
     counter = FlopCounterMode(display=False)
-    workers, fused = dreamer.workers, any(getattr(m, "fused", False) for m in dreamer.net.modules())
+    workers, fused = dreamer.workers, fused_enabled(dreamer.net)
     dreamer.workers = 1
     set_fused(dreamer.net, False)
     try:

@@ -126,9 +126,7 @@ class _ConvAct(torch.autograd.Function):
         stride: list[int], padding: list[int], dilation: list[int], groups: int, act: str,
         pointwise: bool,
     ) -> torch.Tensor:
-        attr, scalars = _POST_OPS[act]
-        y = torch.ops.mkldnn._convolution_pointwise(
-            x, weight, bias, padding, stride, dilation, groups, attr, scalars, "")
+        y = _CONV(x, weight, bias, padding, stride, dilation, groups, *_POST_OPS[act], "")
         ctx.conv = (stride, padding, dilation, groups)
         ctx.act = act
         ctx.pointwise = pointwise
@@ -142,8 +140,7 @@ class _ConvAct(torch.autograd.Function):
         x, weight, y = ctx.saved_tensors
         g = _channels_last(_act_backward(grad, y, ctx.act) if y is not None else grad)
         if ctx.pointwise:
-            b, _, h, w = g.shape
-            gx = (_rows(g) @ weight.reshape(weight.shape[0], -1)).view(b, h, w, -1).permute(0, 3, 1, 2)
+            gx = _mm_input_grad(g, weight)
         else:
             stride, padding, dilation, groups = ctx.conv
             gx = torch.ops.aten.convolution_backward(
@@ -160,10 +157,8 @@ def _pointwise(conv: nn.Conv2d) -> bool:
 def conv_act(x: torch.Tensor, conv: nn.Module, act: str = "none") -> torch.Tensor:
     """`act(conv(x))` as one fused node (see the module's docstring); `act` is relu6, relu or
     none. The caller checks `can_fuse` first."""
-    assert isinstance(conv, nn.Conv2d) and isinstance(conv.padding, tuple)
-    return _ConvAct.apply(
-        _channels_last(x), conv.weight, conv.bias, list(conv.stride), list(conv.padding),
-        list(conv.dilation), conv.groups, act, _pointwise(conv))
+    assert isinstance(conv, nn.Conv2d)
+    return _ConvAct.apply(_channels_last(x), conv.weight, conv.bias, *_conv_args(conv), act, _pointwise(conv))
 
 
 def _conv_args(conv: nn.Conv2d) -> tuple[list[int], list[int], list[int], int]:
