@@ -157,19 +157,17 @@ def bf16_from(measured: dict[int, tuple[float, float]]) -> int | None:
     return start
 
 
-def choose_precision(requested: str, device: torch.device, *, dense: bool = False, model: str | None = None,
-                     pixels: int | None = None) -> str:
+def choose_precision(requested: str, device: torch.device, *, model: str, pixels: int | None = None) -> str:
     """The precision to run in. `auto`: fp16 on CUDA; on the CPU bf16 only where BF16_MEASURED
-    found it faster for this network (`model`; without one, GoogLeNet's figures when `dense`,
-    EfficientNet's otherwise) at inputs of `pixels` pixels (None: large inputs) on a CPU with the
-    same bf16 units; fp32 everywhere else, so `auto` never picks what was measured slower."""
+    found it faster for this network (`model`) at inputs of `pixels` pixels (None: large inputs)
+    on a CPU with the same bf16 units; fp32 everywhere else, so `auto` never picks what was
+    measured slower."""
     if requested == "fp16" and device.type != "cuda":
         raise ConfigError("fp16 needs a CUDA device; on the CPU use bf16 or fp32")
     if requested != "auto":
         return requested
     if device.type == "cuda":
         return "fp16"
-    model = model or ("googlenet" if dense else "effnet-lite0")
     measured = BF16_MEASURED.get(bf16_units() or "", {}).get(model)
     side = bf16_from(measured) if measured else None
     if side is None or (pixels is not None and pixels < side * side):

@@ -796,8 +796,8 @@ class Bench:
         devices = resolve_devices(("auto",))
         self.meta["auto"] = {
             "devices": list(devices),
-            "precision effnet-lite0": choose_precision("auto", torch.device(devices[0]), dense=False),
-            "precision googlenet": choose_precision("auto", torch.device(devices[0]), dense=True),
+            **{f"precision {m}": choose_precision("auto", torch.device(devices[0]), model=m)
+               for m in ("effnet-lite0", "googlenet")},
             "DreamConfig().device": DreamConfig().device,
         }
         if self.cuda and not devices[0].startswith("cuda"):

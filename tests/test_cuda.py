@@ -195,7 +195,7 @@ def test_the_automatic_choices_pick_cuda_and_fp16():
     assert tuple(str(d.device) for d in dreamers) == gpus
     assert {d.precision for d in dreamers} == {"fp16"}
     assert Dreamer(DreamConfig(device="cuda")).precision == "fp16"
-    assert choose_precision("auto", torch.device("cuda"), dense=True) == "fp16"
+    assert choose_precision("auto", torch.device("cuda"), model="googlenet") == "fp16"
 
 
 def _student_close(student, x: torch.Tensor) -> None:
@@ -246,13 +246,13 @@ def two_gpus(monkeypatch):
 
 def test_precision_on_cuda_is_fp16_unless_asked():
     gpu, cpu = torch.device("cuda"), torch.device("cpu")
-    for dense in (True, False):
-        assert choose_precision("auto", gpu, dense=dense) == "fp16"
-        assert choose_precision("auto", torch.device("cuda:1"), dense=dense) == "fp16"
+    for model in ("googlenet", "effnet-lite0"):
+        assert choose_precision("auto", gpu, model=model) == "fp16"
+        assert choose_precision("auto", torch.device("cuda:1"), model=model) == "fp16"
     for asked in ("fp32", "bf16", "fp16"):
-        assert choose_precision(asked, gpu, dense=True) == asked
+        assert choose_precision(asked, gpu, model="googlenet") == asked
     with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
-        choose_precision("fp16", cpu, dense=True)
+        choose_precision("fp16", cpu, model="googlenet")
 
 
 def test_cuda_devices_are_checked_against_what_torch_sees(monkeypatch, two_gpus):

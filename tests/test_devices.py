@@ -70,8 +70,8 @@ def test_the_shipped_table_keeps_effnet_in_fp32_and_googlenet_large_in_bf16(monk
     assert effnet == {"fp32"}
     assert choose_precision("auto", cpu, model="googlenet", pixels=64 * 64) == "fp32"
     assert choose_precision("auto", cpu, model="googlenet", pixels=448 * 448) == "bf16"
-    assert choose_precision("auto", cpu, dense=True) == "bf16"  # the older call: GoogLeNet's figures
-    assert choose_precision("auto", cpu, dense=False) == "fp32"
+    assert choose_precision("auto", cpu, model="googlenet") == "bf16"  # no size: large inputs
+    assert choose_precision("auto", cpu, model="effnet-lite0") == "fp32"
     assert set(BF16_MEASURED) == {"amx"}
 
 

@@ -19,12 +19,11 @@ class ModelSpec:
     load: Callable[[str | None], DreamNet]  # weights path or None -> network with weights
     arch: Callable[[], DreamNet]  # the bare architecture (random weights), e.g. to list layers
     default_layer: str
-    dense: bool  # dense convolutions gain from bf16 on AMX CPUs; depthwise ones do not
 
 
 MODELS: dict[str, ModelSpec] = {
-    "effnet-lite0": ModelSpec(load_effnet_lite0, EfficientNetLite0, default_layer="block9", dense=False),
-    "googlenet": ModelSpec(load_googlenet, GoogLeNet, default_layer="inception4c", dense=True),
+    "effnet-lite0": ModelSpec(load_effnet_lite0, EfficientNetLite0, default_layer="block9"),
+    "googlenet": ModelSpec(load_googlenet, GoogLeNet, default_layer="inception4c"),
 }
 
 
