@@ -75,6 +75,10 @@ class _Tile:
     xa: int
     xb: int
 
+    def core(self, t: torch.Tensor) -> torch.Tensor:
+        """The core's part of `t`, a (..., yb - ya, xb - xa) tensor over the tile with its margin."""
+        return t[..., self.y0 - self.ya : self.y1 - self.ya, self.x0 - self.xa : self.x1 - self.xa]
+
 
 @dataclass
 class _TileResult:
@@ -229,7 +233,7 @@ class Dreamer:
         scale = torch.tensor([cfg.step / (t / n + 1e-8) for t in totals], dtype=img.dtype,
                              device=img.device).view(b, 1, 1, 1)
         for tile, r in zip(tiles, results, strict=True):
-            core = r.grad[:, :, tile.y0 - tile.ya : tile.y1 - tile.ya, tile.x0 - tile.xa : tile.x1 - tile.xa]
+            core = tile.core(r.grad)
             for dst, src in _wrapped(tile.y0, tile.y1, tile.x0, tile.x1, shift, (h, w)):
                 img[dst].addcmul_(core[src], scale)
         img.clamp_(0.0, 255.0)
@@ -280,8 +284,7 @@ class Dreamer:
         for dst, src in _wrapped(tile.ya, tile.yb, tile.xa, tile.xb, shift, (h, w)):
             x[src].copy_(img[dst])
         grad, fwd, bwd = self._gradient_of(x, cfg, net)
-        core = grad[:, :, tile.y0 - tile.ya : tile.y1 - tile.ya, tile.x0 - tile.xa : tile.x1 - tile.xa]
-        abs_sum = core.abs().sum(dim=(1, 2, 3)).tolist()
+        abs_sum = tile.core(grad).abs().sum(dim=(1, 2, 3)).tolist()
         return _TileResult(grad, abs_sum, fwd, bwd, time.perf_counter() - t0)
 
     def _gradient_of(self, img: torch.Tensor, cfg: DreamConfig,
