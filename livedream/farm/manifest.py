@@ -11,20 +11,17 @@ a crash or Ctrl-C at any moment leaves the previous or the new version, never a 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import types
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 from livedream.config import VideoConfig
-from livedream.errors import OutputError
 from livedream.farm.errors import FarmError
-from livedream.io.files import create_temp
+from livedream.io.images import atomic_write
 
 __all__ = ["MANIFEST_NAME", "Manifest", "FileEntry", "ChunkRecord", "fingerprint"]
 
@@ -46,29 +43,6 @@ def fingerprint(src: str, cfg: VideoConfig, *, chunk_seconds: float | None, warm
                        "chunk_seconds": chunk_seconds, "warmup": warmup, "crf": crf,
                        "format": _VERSION}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-    """Write `path` through a temporary file (`create_temp`'s, so a killed run's is removed by
-    the next), flushed to disk, renamed over it."""
-    try:
-        temp = create_temp(Path(path))
-    except OSError as error:
-        raise OutputError(f"cannot write {path} ({error.strerror})") from error
-    try:
-        with open(temp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except OSError as error:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise OutputError(f"cannot write {path} ({error.strerror})") from error
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
 
 
 @dataclass
@@ -177,7 +151,7 @@ class Manifest:
     def save(self) -> None:
         data = {"version": _VERSION,
                 "files": {name: asdict(entry) for name, entry in sorted(self.files.items())}}
-        _atomic_write(self.path, (json.dumps(data, indent=1) + "\n").encode())
+        atomic_write(self.path, (json.dumps(data, indent=1) + "\n").encode(), durable=True)
 
     # -- queries and updates, by output file name --------------------------------------------------
     def entry(self, name: str, src: str, print_: str) -> FileEntry:

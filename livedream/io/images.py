@@ -140,7 +140,10 @@ def check_writable(path: str) -> None:
         raise OutputError(f"output {path} is a folder, expected a file name")
 
 
-def atomic_write(path: str, data: bytes) -> None:
+def atomic_write(path: str, data: bytes, *, durable: bool = False) -> None:
+    """Write `path` through a temporary file beside it (`create_temp`'s, so a killed run's is
+    removed by the next) renamed over it: `path` never holds half a file. `durable`: flushed to
+    disk before the rename (a record that must survive a power cut, e.g. the farm's manifest)."""
     try:
         tmp = create_temp(Path(os.path.abspath(path)))
     except OSError as e:
@@ -148,12 +151,17 @@ def atomic_write(path: str, data: bytes) -> None:
     try:
         with open(tmp, "wb") as f:
             f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
-        os.unlink(tmp)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
         raise OutputError(f"cannot write {path}: {e.strerror}") from e
     except BaseException:
-        os.unlink(tmp)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
         raise
 
 
