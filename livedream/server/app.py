@@ -393,14 +393,11 @@ def _params_body(service: Service) -> dict[str, Any]:
 
 
 def _students(service: Service) -> list[tuple[str, int | None]]:
-    from livedream.student.weights import load_student, shipped_students
+    """(layer, channel) of each shipped student of the model, from the index read once."""
+    from livedream.student.weights import shipped_for
 
-    found = []
-    for path in shipped_students():
-        student = load_student(path)
-        if student.model == service.layers.model:
-            found.append(((student.layers or (service.layers.default,))[0], student.channel))
-    return found
+    return [((layers or (service.layers.default,))[0], channel)
+            for _, layers, channel in shipped_for(service.layers.model)]
 
 
 def _rss_mb() -> float | None:

@@ -115,7 +115,7 @@ def find_shipped(model: str, layers: tuple[str, ...], channel: int | None,
                  default_layer: str) -> Path | None:
     """The shipped student for this dream (canonical layer names; () = `default_layer`), if any."""
     wanted = tuple(layers) or (default_layer,)
-    for path, m, ls, c in _shipped_index():
-        if m == model and (ls or (default_layer,)) == wanted and c == channel:
+    for path, ls, c in shipped_for(model):
+        if (ls or (default_layer,)) == wanted and c == channel:
             return path
     return None
