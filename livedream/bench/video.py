@@ -78,6 +78,12 @@ def bench_config(name: str) -> VideoConfig:
     return video_preset(name).replace(adaptive=False)
 
 
+def measured_presets(plan: Plan) -> list[str]:
+    """The plan's presets that have something to measure: `realtime-student` only where a student
+    ships for realtime's layer (else it would be `realtime` again)."""
+    return [n for n in plan.presets if n != "realtime-student" or student_for(bench_config(n)) is not None]
+
+
 def dream_alone(dreamer: DreamSource, cfg: VideoConfig, smalls: list[np.ndarray],
                 seconds: float = float("inf"), min_frames: int = 2) -> list[float]:
     """Seconds per frame of the dream stage by itself (warm start and dream, as the pipeline's
@@ -155,8 +161,8 @@ def by_width(plan: Plan, clip: Clip, dreamers: Sequence[DreamSource]) -> dict[st
     """fps of each whole-frame gradient-ascent preset (not a student's, not detail's tiles) at
     each dream width: end to end (decoded frames .. NullSink) and the dream stage alone."""
     out: dict[str, dict[str, object]] = {}
-    scaled = [n for n in plan.presets if bench_config(n).tiles == 0
-              and student_for(bench_config(n)) is None and n != "realtime-student"]
+    scaled = [n for n in measured_presets(plan)
+              if bench_config(n).tiles == 0 and student_for(bench_config(n)) is None]
     for name, width in itertools.product(scaled, plan.widths):
         cfg = bench_config(name).replace(dream_width=width)
         reports = _end_to_end(plan, clip, cfg, dreamers, slow=not cfg.warm)
@@ -324,8 +330,7 @@ def bench_video(plan: Plan, env: dict[str, str]) -> dict[str, object]:
         "flicker": "warping error of the output / the input's own (flow and mask from the input)",
     }
     result["widths"] = by_width(plan, clip, dreamers)
-    presets = {name: same_frames(plan, clip, name, dreamers, judge) for name in plan.presets
-               if name != "realtime-student" or student_for(bench_config(name)) is not None}
+    presets = {name: same_frames(plan, clip, name, dreamers, judge) for name in measured_presets(plan)}
     result["presets"] = presets
     if "realtime" in presets and "classic" in presets:
         rt, cl = presets["realtime"], presets["classic"]
@@ -341,7 +346,7 @@ def bench_video(plan: Plan, env: dict[str, str]) -> dict[str, object]:
             "classic_flicker_vs_input": cl["flicker"], "window": list(plan.window),
         }
         log(f"video realtime vs classic: {fps_ratio:.1f}x fps, {strength_ratio:.2f}x strength")
-    live_rows = {name: live(plan, name, dreamers) for name in plan.presets if name != "classic"}
+    live_rows = {name: live(plan, name, dreamers) for name in measured_presets(plan) if name != "classic"}
     result["live"] = live_rows
     live_rows["classic"] = {"skipped": "every frame from scratch at full size takes seconds: "
                                        "not a live preset"}

@@ -22,7 +22,7 @@ __all__ = [
     "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED", "Parser", "add_dream_options",
     "add_video_options", "config_from_args", "canonical_layers", "video_config_from_args", "config_params",
     "video_params", "expand_inputs", "output_paths", "setup_logging", "VIDEO_EXTENSIONS",
-    "IMAGE_FILE_EXTENSIONS", "VIDEO_FILE_EXTENSIONS", "drop_empty_folder", "sigterm_as_interrupt",
+    "IMAGE_FILE_EXTENSIONS", "VIDEO_FILE_EXTENSIONS", "no_empty_output_folder", "sigterm_as_interrupt",
 ]
 
 EXIT_OK = 0
@@ -223,12 +223,18 @@ def output_paths(inputs: list[str], output: str, exts: Sequence[str], *, keep_ex
     return _not_inputs(inputs, pairs)
 
 
-def drop_empty_folder(folder: str) -> None:
-    """Remove `folder` if it is empty. For the output folder that `output_paths` made for this
-    run: a run that wrote nothing into it (every input failed) leaves no empty folder behind.
-    A file, a folder with something in it, or nothing at all there is left alone."""
-    with contextlib.suppress(OSError):
-        os.rmdir(folder)
+@contextlib.contextmanager
+def no_empty_output_folder(output: str) -> Iterator[None]:
+    """Around a run that may create `output` as a folder (`output_paths`): if nothing was there
+    before and the run leaves the folder empty (every input failed), it is removed. A file, a
+    folder with something in it, or one that was there before is left alone."""
+    made = not os.path.exists(output)
+    try:
+        yield
+    finally:
+        if made:
+            with contextlib.suppress(OSError):
+                os.rmdir(output)
 
 
 def _not_inputs(inputs: list[str], pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -13,8 +13,8 @@ from livedream.cli.common import (
     add_dream_options,
     config_from_args,
     config_params,
-    drop_empty_folder,
     expand_inputs,
+    no_empty_output_folder,
     output_paths,
 )
 from livedream.config import DreamConfig
@@ -40,14 +40,10 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     inputs = expand_inputs(args.inputs, IMAGE_EXTENSIONS, "image")
-    made_folder = not os.path.exists(args.output)
-    pairs = output_paths(inputs, args.output, IMAGE_FILE_EXTENSIONS,
-                         keep_ext=(".png", ".jpg", ".jpeg"), default_ext=".png")
-    try:
+    with no_empty_output_folder(args.output):
+        pairs = output_paths(inputs, args.output, IMAGE_FILE_EXTENSIONS,
+                             keep_ext=(".png", ".jpg", ".jpeg"), default_ext=".png")
         return _dream(args, cfg, pairs)
-    finally:
-        if made_folder:
-            drop_empty_folder(args.output)
 
 
 def _dream(args: argparse.Namespace, cfg: DreamConfig, pairs: list[tuple[str, str]]) -> int:

@@ -15,8 +15,8 @@ from livedream.cli.common import (
     VIDEO_FILE_EXTENSIONS,
     add_dream_options,
     add_video_options,
-    drop_empty_folder,
     expand_inputs,
+    no_empty_output_folder,
     output_paths,
     sigterm_as_interrupt,
     video_config_from_args,
@@ -46,15 +46,11 @@ def run(args: argparse.Namespace) -> int:
     failed, or when some files of a folder or a list could not be read (each is named, the others
     are dreamed); 130 when interrupted."""
     inputs = expand_inputs(args.inputs, VIDEO_EXTENSIONS, "video")
-    made_folder = not os.path.exists(args.output)
-    pairs = output_paths(inputs, args.output, VIDEO_FILE_EXTENSIONS,
-                         keep_ext=(".mp4", ".mkv", ".mov"), default_ext=".mp4")
-    try:
+    with no_empty_output_folder(args.output):
+        pairs = output_paths(inputs, args.output, VIDEO_FILE_EXTENSIONS,
+                             keep_ext=(".mp4", ".mkv", ".mov"), default_ext=".mp4")
         with sigterm_as_interrupt():
             return _dream(args, pairs)
-    finally:
-        if made_folder:
-            drop_empty_folder(args.output)
 
 
 def _dream(args: argparse.Namespace, pairs: list[tuple[str, str]]) -> int:
