@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import cv2
@@ -26,6 +27,11 @@ def resized(rgb: np.ndarray, width: int) -> np.ndarray:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # A test run started in the background by a non-interactive shell (`cmd &`) inherits SIGINT
+    # as ignored, and so would every command the tests start and then stop with Ctrl-C. Handled
+    # here, SIGINT is back to its default in those commands (exec resets handled signals).
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     # torch.from_numpy warns once about the read-only fixtures below; to_tensor copies them anyway.
     config.addinivalue_line("filterwarnings", "ignore:The given NumPy array is not writable:UserWarning")
 
