@@ -139,6 +139,34 @@ def test_a_student_trained_a_few_steps_lowers_its_loss(tmp_path):
     assert loss() < 0.8 * before, (before, loss())
 
 
+def test_a_fine_tune_starts_the_learning_rate_again_where_it_was_resumed(tmp_path):
+    store, views, teacher = _store(tmp_path)
+    one = [v for v in views if not v.source.holdout][:1]
+    trainer = Trainer(teacher, store, one, TrainConfig(steps=40, batch=1, crop=48, lr=1e-3, margin=8,
+                                                       val_every=1000, schedule_from=30), TINY)
+    fixed = trainer.draw()
+
+    def lr_at(step: int) -> float:
+        trainer.step = step
+        trainer.train_step(fixed)
+        return trainer.optimizer.param_groups[0]["lr"]
+
+    assert lr_at(0) == lr_at(30) == pytest.approx(1e-3)  # full rate up to and at the restart
+    assert lr_at(35) == pytest.approx(1e-3 * (0.05 + 0.95 * 0.5))  # half way down the cosine
+    assert lr_at(40) == pytest.approx(1e-3 * 0.05)
+
+
+@pytest.mark.parametrize("flags", [["--schedule-from", "10"], ["--schedule-from", "-1"],
+                                   ["--objective-weight", "-1"], ["--texture-weight", "1e9"]])
+def test_bad_training_numbers_exit_2_with_one_line(tmp_path, capsys, flags):
+    from livedream.cli import main
+
+    code = main(["distill", str(tmp_path), "-o", str(tmp_path / "s.pt"), "--steps", "10", *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("livedream: error: "), err
+    assert not (tmp_path / "s.pt").exists() and not (tmp_path / "s.work").exists()
+
+
 def test_distill_finishes_and_a_stop_leaves_a_resumable_state(tmp_path):
     import cv2
 

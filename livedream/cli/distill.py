@@ -46,6 +46,14 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--batch", type=int, default=6, help="crops per step (default 6)")
     g.add_argument("--crop", type=int, default=192, help="side of a training crop, pixels (default 192)")
     g.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 0.001)")
+    g.add_argument("--schedule-from", type=int, default=0, metavar="STEP",
+                   help="the learning rate's cosine decay starts at this step, at --lr (default 0; "
+                        "the step a run was resumed at: fine-tune it, e.g. with other loss weights)")
+    g.add_argument("--objective-weight", type=float, metavar="W",
+                   help="weight of the layer's objective in the loss (default: the recipe's, "
+                        "livedream/student/losses.py)")
+    g.add_argument("--texture-weight", type=float, metavar="W",
+                   help="weight of the texture statistics in the loss (default: the recipe's)")
     g.add_argument("--views-per-image", type=int, default=16, help="views cut from each image (16)")
     g.add_argument("--frames-per-video", type=int, default=24, help="frames taken from each video (24)")
     g.add_argument("--view-size", default="640x480", help="size of a view, WxH (default 640x480)")
@@ -60,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from livedream.distill.run import DistillPlan, distill
     from livedream.distill.train import TrainConfig
     from livedream.io.images import check_writable
+    from livedream.student.losses import LossWeights
 
     setup_logging(args.quiet)
     if not args.output.lower().endswith(".pt"):
@@ -71,6 +80,10 @@ def run(args: argparse.Namespace) -> int:
               (64 <= args.crop <= min(size) - 16,
                f"--crop must be in 64..{min(size) - 16} (16 px less than the view), got {args.crop}"),
               (args.lr > 0, f"--lr must be > 0, got {args.lr}"),
+              (0 <= args.schedule_from < args.steps,
+               f"--schedule-from must be in 0..{args.steps - 1} (below --steps), got {args.schedule_from}"),
+              (all(w is None or 0 <= w <= 100 for w in (args.objective_weight, args.texture_weight)),
+               "--objective-weight and --texture-weight must be in 0..100"),
               (args.views_per_image >= 1 and args.frames_per_video >= 1, "views and frames must be >= 1")]
     for ok, message in checks:
         if not ok:
@@ -82,8 +95,11 @@ def run(args: argparse.Namespace) -> int:
     plan = DistillPlan(
         data=tuple(args.data), output=args.output, teacher=config_from_args(args), guide=args.guide,
         work=args.work, views_per_image=args.views_per_image, frames_per_video=args.frames_per_video,
-        view_size=size, train=TrainConfig(steps=args.steps, batch=args.batch, crop=args.crop,
-                                          lr=args.lr),
+        view_size=size, train=TrainConfig(
+            steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr,
+            schedule_from=args.schedule_from,
+            weights=LossWeights(**{k: w for k, w in (("objective", args.objective_weight),
+                                                       ("texture", args.texture_weight)) if w is not None})),
         progress=not args.quiet, command="livedream " + shlex.join(sys.argv[1:]))
     result = distill(plan)
     if result.interrupted:

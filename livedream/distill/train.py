@@ -49,7 +49,8 @@ class TrainConfig:
     steps: int = 30_000
     batch: int = 6  # crops per step
     crop: int = 192  # side of a training crop, pixels of a 640x480 frame
-    lr: float = 1e-3  # Adam, cosine decay to 1/20 over `steps`
+    lr: float = 1e-3  # Adam, cosine decay to 1/20 from step `schedule_from` to `steps`
+    schedule_from: int = 0  # a later step starts the cosine again there (fine-tuning a run)
     seed: int = 0
     val_every: int = 250  # steps between validations
     val_views: int = 8  # held-back views dreamed at full size per validation
@@ -155,7 +156,8 @@ class Trainer:
     def train_step(self, draw: Draw | None = None) -> tuple[float, dict[str, float]]:
         """One optimiser step on `draw` (default: a fresh random batch): (loss, its parts)."""
         for group in self.optimizer.param_groups:
-            group["lr"] = _cosine(self.config.lr, self.step, self.config.steps)
+            group["lr"] = _cosine(self.config.lr, self.step - self.config.schedule_from,
+                                  self.config.steps - self.config.schedule_from)
         loss, parts = self.loss(self.draw() if draw is None else draw)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -241,7 +243,7 @@ class Trainer:
 
 
 def _cosine(lr: float, step: int, steps: int) -> float:
-    progress = min(1.0, step / max(1, steps))
+    progress = min(1.0, max(0, step) / max(1, steps))
     return lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
