@@ -536,10 +536,13 @@ def xvfb():
 class Cli:
     """`python -m livedream live ARGS` in a real process; its stderr lines collected as they come."""
 
+    started: list[subprocess.Popen] = []  # killed after each test (see _no_orphans)
+
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen([sys.executable, "-m", "livedream", "live", *args], cwd=ROOT,
                                      env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True)
+        Cli.started.append(self.proc)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -561,6 +564,18 @@ class Cli:
         code = self.proc.wait(timeout=timeout)
         self._reader.join(timeout=5)
         return code
+
+
+@pytest.fixture(autouse=True)
+def _no_orphans():
+    """A test that fails before its `live` process ends must not leave it running (one such
+    process dreamed on for an hour after a failed run, slowing everything after it)."""
+    yield
+    while Cli.started:
+        proc = Cli.started.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
 
 
 WINDOW_SCRIPT = """
