@@ -569,7 +569,7 @@ class Cli:
 @pytest.fixture(autouse=True)
 def _no_orphans():
     """A test that fails before its `live` process ends must not leave it running (one such
-    process dreamed on for an hour after a failed run, slowing everything after it)."""
+    process dreamed on for 50 minutes after a failed run, slowing everything after it)."""
     yield
     while Cli.started:
         proc = Cli.started.pop()
