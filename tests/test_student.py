@@ -157,7 +157,8 @@ def test_a_fine_tune_starts_the_learning_rate_again_where_it_was_resumed(tmp_pat
 
 
 @pytest.mark.parametrize("flags", [["--schedule-from", "10"], ["--schedule-from", "-1"],
-                                   ["--objective-weight", "-1"], ["--texture-weight", "1e9"]])
+                                   ["--objective-weight", "-1"], ["--texture-weight", "1e9"],
+                                   ["--stability-weight", "-0.5"]])
 def test_bad_training_numbers_exit_2_with_one_line(tmp_path, capsys, flags):
     from livedream.cli import main
 

@@ -54,6 +54,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                         "livedream/student/losses.py)")
     g.add_argument("--texture-weight", type=float, metavar="W",
                    help="weight of the texture statistics in the loss (default: the recipe's)")
+    g.add_argument("--stability-weight", type=float, metavar="W",
+                   help="weight of the stability term (the residual moves with the picture: "
+                        "less flicker in video; default: the recipe's)")
     g.add_argument("--views-per-image", type=int, default=16, help="views cut from each image (16)")
     g.add_argument("--frames-per-video", type=int, default=24, help="frames taken from each video (24)")
     g.add_argument("--view-size", default="640x480", help="size of a view, WxH (default 640x480)")
@@ -75,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"the student's weights file must end in .pt, got {args.output}")
     check_writable(args.output)
     size = _size(args.view_size)
+    weights = {k: getattr(args, f"{k}_weight") for k in ("objective", "texture", "stability")}
     checks = [(args.steps >= 1, f"--steps must be >= 1, got {args.steps}"),
               (args.batch >= 1, f"--batch must be >= 1, got {args.batch}"),
               (64 <= args.crop <= min(size) - 16,
@@ -82,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
               (args.lr > 0, f"--lr must be > 0, got {args.lr}"),
               (0 <= args.schedule_from < args.steps,
                f"--schedule-from must be in 0..{args.steps - 1} (below --steps), got {args.schedule_from}"),
-              (all(w is None or 0 <= w <= 100 for w in (args.objective_weight, args.texture_weight)),
-               "--objective-weight and --texture-weight must be in 0..100"),
+              (all(w is None or 0 <= w <= 100 for w in weights.values()),
+               "--objective-weight, --texture-weight and --stability-weight must be in 0..100"),
               (args.views_per_image >= 1 and args.frames_per_video >= 1, "views and frames must be >= 1")]
     for ok, message in checks:
         if not ok:
@@ -98,8 +102,7 @@ def run(args: argparse.Namespace) -> int:
         view_size=size, train=TrainConfig(
             steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr,
             schedule_from=args.schedule_from,
-            weights=LossWeights(**{k: w for k, w in (("objective", args.objective_weight),
-                                                       ("texture", args.texture_weight)) if w is not None})),
+            weights=LossWeights(**{k: w for k, w in weights.items() if w is not None})),
         progress=not args.quiet, command="livedream " + shlex.join(sys.argv[1:]))
     result = distill(plan)
     if result.interrupted:
