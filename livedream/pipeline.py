@@ -497,25 +497,33 @@ class Pipeline:
         dreams = list(dreamer.residual(x).permute(0, 2, 3, 1).numpy())  # (h', w', 3) each
         if size != (w, h):
             dreams = [cv2.resize(d, (w, h), interpolation=cv2.INTER_LINEAR) for d in dreams]
+        # With gradient steps on top, the chain carries their change too (like gradient ascent's
+        # warm start, it builds up over frames: stronger and steadier than fresh steps on each
+        # frame), so each frame is blended, refined and stored before the next is blended.
+        carried = cfg.warm and cfg.refine_iters > 0
         cold = 0
         for k in sorted(range(len(batch)), key=lambda k: batch[k].index):  # the chain's order
             frame = batch[k]
             if cfg.warm:
                 assert frame.small is not None  # preprocess made it: the flow's size
                 frame.residual, blended = self.warm.blend(self._chain_index(frame), frame.small,
-                                                          dreams[k], cfg.blend)
+                                                          dreams[k], cfg.blend, store=not carried)
             else:
                 frame.residual, blended = dreams[k], False
             frame.cut = not blended
             cold += frame.cut
+            if carried:
+                self._refine(worker, [frame], cfg)
+                assert frame.small is not None and frame.residual is not None
+                self.warm.put(self._chain_index(frame), frame.small, frame.residual)
         with self._lock:
             self.report.cold_starts += cold
-        if cfg.refine_iters > 0:
+        if cfg.refine_iters > 0 and not carried:
             self._refine(worker, batch, cfg)
 
     def _refine(self, worker: int, batch: list[Frame], cfg: VideoConfig) -> None:
         """`cfg.refine_iters` gradient steps on each frame's dream, at `cfg.refine_width`: the
-        change is added to the frame's residual (not to the chain: no feedback)."""
+        change is added to the frame's residual."""
         refiner = self._refiners.get(worker)
         device = str(self.dreamers[worker].device)
         if refiner is None or not refiner.same_network(cfg.dream.replace(device=device)):

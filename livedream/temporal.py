@@ -288,12 +288,13 @@ class WarmStart:
         return self._store(index, src, res)
 
     def blend(self, index: int, source_rgb: np.ndarray, dream: np.ndarray,
-              keep: float) -> tuple[np.ndarray, bool]:
+              keep: float, store: bool = True) -> tuple[np.ndarray, bool]:
         """A student's dream `dream` (H, W, 3) float32 for frame `index` (whose picture at flow
         size is `source_rgb`), blended with the dream before it moved onto this frame: where the
-        flow holds, `keep` of the old and the rest of the new. Stored as the chain's state and
-        returned, with True when it was blended. Ordered mode waits for the dream before; newest
-        mode blends with the newest. With nothing before (or a scene cut) `dream` stays as it is."""
+        flow holds, `keep` of the old and the rest of the new. Stored as the chain's state (unless
+        `store` is False: the caller changes it first, then `put`s it) and returned, with True
+        when it was blended. Ordered mode waits for the dream before; newest mode blends with the
+        newest. With nothing before (or a scene cut) `dream` stays as it is."""
         if dream.ndim != 3 or dream.shape[2] != 3:
             raise ValueError(f"expected a dream residual (H, W, 3), got {dream.shape}")
         if self.lag is None:
@@ -311,8 +312,14 @@ class WarmStart:
                 # out = carried + (1 - weight) * dream, weight = keep x mask (per pixel)
                 fresh = cv2.multiply(out, cv2.merge([1.0 - carried.weight] * 3))
                 out, blended = np.asarray(cv2.add(carried.residual, fresh), np.float32), True
-        self._store(index, gray(source_rgb), out)
+        if store:
+            self._store(index, gray(source_rgb), out)
         return out, blended
+
+    def put(self, index: int, source_rgb: np.ndarray, residual: np.ndarray) -> bool:
+        """Store the dream `blend(..., store=False)` returned, as changed since, for frame
+        `index` (at full size, like the blend's; `source_rgb` at flow size). True if kept."""
+        return self._store(index, gray(source_rgb), np.array(residual, dtype=np.float32, copy=True))
 
     def _store(self, index: int, src: np.ndarray, res: np.ndarray) -> bool:
         with self._cond:

@@ -271,3 +271,33 @@ def test_the_shipped_default_student_raises_the_layers_energy_on_a_photo_it_neve
     judge = Dreamer(DreamConfig(precision="fp32"))
     gain = float(judge.energy(to_tensor(out))[0]) / float(judge.energy(x)[0])
     assert gain >= SHIPPED_GAIN_FLOOR, f"energy gain {gain:.3f}"
+
+
+def test_gradient_steps_on_a_students_dream_build_up_in_the_chain_on_any_number_of_workers(tmp_path):
+    """On a still picture every frame gets the same student dream: only a chain that carries the
+    gradient steps' change makes the dream grow from frame to frame (fresh steps on each frame's
+    blend would give the same picture every time), and two workers make the same frames as one."""
+    from livedream.frame import Frame
+    from livedream.io.sinks import ListSink
+    from livedream.pipeline import Pipeline, build_dreamers
+
+    torch.manual_seed(3)
+    net = StudentNet(TINY)
+    torch.nn.init.normal_(net.out.weight, std=0.05)
+    weights = tmp_path / "s.pt"
+    weights.write_bytes(save_student(net, teacher_params(DreamConfig()), {"steps": 0}))
+    still = picture(5, 96, 72)
+
+    def run(devices: str) -> list[np.ndarray]:
+        cfg = video_preset("realtime", adaptive=False, student=str(weights), refine_iters=1,
+                           refine_width=None, step=2.0, devices=devices, dream_width=48)
+        sink = ListSink()
+        frames = (Frame(index=i, time=i / 10, rgb=still) for i in range(8))
+        Pipeline(frames, [sink], cfg, build_dreamers(cfg)).run()
+        return [f.out for f in sorted(sink.frames, key=lambda f: f.index)]
+
+    one = run("cpu")
+    change = [float(np.abs(o.astype(int) - still.astype(int)).mean()) for o in one]
+    assert (np.diff(change[1:]) > 0).all() and change[-1] > 1.15 * change[1], change
+    two = run("cpu,cpu")
+    assert all(np.array_equal(a, b) for a, b in zip(one, two, strict=True))
