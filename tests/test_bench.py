@@ -125,6 +125,19 @@ def test_video_has_the_documented_keys(results):
 
 
 @pytest.mark.slow  # the module fixture runs the whole quick bench
+def test_the_ladder_measures_its_first_rungs_on_the_same_frames(results):
+    from livedream.config import QUALITY_LADDERS
+
+    rows = results["ladder"]["gradient"]
+    assert [r["rung"] for r in rows] == [0, 1]  # the plan's ladder_rungs
+    assert [r["settings"] for r in rows] == QUALITY_LADDERS["gradient"]["rungs"][:2]
+    assert all(_positive(r["fps"]) and _positive(r["strength"]) and _positive(r["flicker"]) for r in rows)
+    assert rows[0]["dream_size"] == rows[1]["dream_size"] == [96, 72]  # 192 and 256 px, capped by the clip
+    student = results["ladder"]["student"]
+    assert isinstance(student, list) and len(student) == 2 or "skipped" in student
+
+
+@pytest.mark.slow  # the module fixture runs the whole quick bench
 def test_scaling_and_roofline(results):
     s = results["scaling"]
     assert all(_positive(r["fps"]) for r in s["batch"].values())
@@ -144,7 +157,8 @@ def test_markdown_and_plots(results, tmp_path):
     text = to_markdown(results)
     assert "per step ms: fwd / bwd / rest" in text and "of peak" in text
     for heading in ("## Machine", "## Single image", "## Parameter sweep", "## Video", "## Scaling",
-                    "## Roofline", "## Student", "## Adaptive quality", "## Load while it ran",
+                    "## Roofline", "## Student", "## Adaptive quality", "## The adaptive ladders",
+                    "## Load while it ran",
                     "### Stage profile"):
         assert heading in text, heading
     plots = write_plots(results, str(tmp_path))

@@ -9,7 +9,8 @@ Sections: machine, image (per network and precision, against the published figur
 (iterations x octaves x octave scale x layer; the channel check), video (fps per preset and
 dream width, strength and flicker, realtime vs classic, live latency, file to file), student
 (the shipped student's speed, photo time, strength on unseen frames, training curve), adaptive
-(adaptive quality live: where it settles, fps, latency), scaling (threads, batch, devices) and
+(adaptive quality live: where it settles, fps, latency), ladder (each rung of the adaptive
+ladders on the same frames: fps, strength, flicker), scaling (threads, batch, devices) and
 roofline (achieved GFLOP/s vs the matmul and conv peaks). Every row that
 misses its target says so ("MISSED", with the target). Benchmarks never fail on speed: the exit
 code is 0 whatever the numbers. `--quick` runs every path at tiny sizes (CI) and judges nothing.
@@ -17,7 +18,7 @@ code is 0 whatever the numbers. `--quick` runs every path at tiny sizes (CI) and
 The JSON: `machine`, `image.<network>/<precision>/<case>.seconds`, `sweep.rows`,
 `video.presets.<name>.{fps, strength, flicker}`, `video.ratio_realtime_vs_classic`,
 `video.widths.<preset>.<width>`, `video.live`, `video.iters`, `video.file_to_file`,
-`student.{inference, photo, unseen, curve}`, `adaptive.live <preset>`,
+`student.{inference, photo, unseen, curve}`, `adaptive.live <preset>`, `ladder.<kind>[rung]`,
 `scaling.{threads, batch, devices}`, `roofline.{matmul_peak, conv_peak, dream_step}`, and per section
 `sections.<name>.{wall_seconds, cpu_seconds, load_before, load_after}`.
 """
@@ -35,7 +36,7 @@ if TYPE_CHECKING:  # the suite imports torch; importing the package must stay ch
 
 __all__ = ["SECTIONS", "run_suite"]
 
-SECTIONS = ("machine", "image", "sweep", "video", "student", "adaptive", "scaling", "roofline")
+SECTIONS = ("machine", "image", "sweep", "video", "student", "adaptive", "ladder", "scaling", "roofline")
 
 
 def _section(name: str, plan: Plan, env: dict[str, str]) -> object:
@@ -64,6 +65,10 @@ def _section(name: str, plan: Plan, env: dict[str, str]) -> object:
         from livedream.bench.student import bench_adaptive
 
         return bench_adaptive(plan)
+    if name == "ladder":
+        from livedream.bench.ladder import bench_ladder
+
+        return bench_ladder(plan)
     if name == "scaling":
         from livedream.bench.scaling import bench_scaling
 

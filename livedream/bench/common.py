@@ -103,6 +103,8 @@ class Plan:
     live_size: tuple[int, int] = (640, 480)
     iters_sweep: tuple[int, ...] = (1, 2, 3, 4, 6)
     file_seconds: float | None = None  # `livedream video --duration`; None: the whole clip
+    ladder_rungs: int | None = None  # the adaptive ladders' rungs measured (None: all) ...
+    ladder_min_fps: float = 2.0  # ... up to the first one slower than this
     # scaling and roofline
     batches: tuple[int, ...] = (1, 2, 4, 8)
     scale_size: tuple[int, int] = (320, 240)
@@ -141,7 +143,7 @@ QUICK = Plan(
     channel_checks=(("effnet-lite0", "block9", (None, 0)),),
     clip_size=(160, 120), widths=(80, 160), presets=("realtime", "classic"),
     run_frames=8, run_seconds=1.5, min_frames=2, window=(3, 5), live_seconds=1.5,
-    live_size=(160, 120), iters_sweep=(1, 2), file_seconds=0.3, alone_frames=6,
+    live_size=(160, 120), iters_sweep=(1, 2), file_seconds=0.3, alone_frames=6, ladder_rungs=2,
     batches=(1, 2), scale_size=(96, 80), roofline_size=(96, 80), roofline_bf16_size=(64, 48),
     matmul_n=256, conv_size=(64, 28),
 )

@@ -227,6 +227,20 @@ def _adaptive(a: dict) -> str:
                      rows))
 
 
+def _ladder(a: dict) -> str:
+    text = ("## The adaptive ladders, rung by rung\n\nEach rung of `config.QUALITY_LADDERS` on the same "
+            "frames as the presets: strength (the layer's energy, output / input) and flicker (x the "
+            "input's); a ladder stops at its first rung below its plan's fps floor.\n\n")
+    rows = []
+    for kind, rungs in a.items():
+        if isinstance(rungs, dict):
+            rows.append((kind, "-", f"skipped: {rungs['skipped']}", "-", "-", "-"))
+            continue
+        rows += [(kind, r["rung"], ", ".join(f"{k} {v}" for k, v in r["settings"].items()), r["fps"],
+                  f"{r['strength']}x", f"{r['flicker']}x") for r in rungs]
+    return text + _table(("ladder", "rung", "settings", "fps", "strength", "flicker"), rows)
+
+
 def _scaling(s: dict) -> str:
     text = f"## Scaling\n\n{s['preset']}, {s['size'][0]}x{s['size'][1]}.\n\n"
     text += _table(("torch threads", "dream fps", "s per frame"),
@@ -271,7 +285,7 @@ def to_markdown(data: dict) -> str:
     if meta["plan"] != "full":
         text += "Quick sizes: every path runs, nothing is judged against a target.\n\n"
     parts = {"machine": _machine, "image": _image, "sweep": _sweep, "video": _video, "scaling": _scaling,
-             "student": _student, "adaptive": _adaptive, "roofline": _roofline}
+             "student": _student, "adaptive": _adaptive, "ladder": _ladder, "roofline": _roofline}
     for name, fn in parts.items():
         if name in data:
             text += fn(data[name]) + "\n"

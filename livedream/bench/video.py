@@ -42,7 +42,7 @@ from livedream.pipeline import DreamSource, Pipeline, Sink, build_dreamers
 from livedream.student import student_for
 from livedream.temporal import WarmStart, warping_error
 
-__all__ = ["bench_video", "dream_alone", "WindowSink"]
+__all__ = ["bench_video", "dream_alone", "same_frames_of", "WindowSink"]
 
 FILE_FPS = Target("issue 3, realtime file to file", 20.0, "fps", higher=True)
 NULL_FPS = Target("issue 3's file-to-file figure, here without the encode", 20.0, "fps", higher=True)
@@ -215,7 +215,12 @@ def same_frames(plan: Plan, clip: Clip, name: str, dreamers: Sequence[DreamSourc
                 judge: Dreamer) -> PresetRow:
     """One preset at its own dream width over the comparison window (warm presets run from frame
     0 so their warm start has built up; classic dreams only the window): fps, strength, flicker."""
-    cfg = bench_config(name)
+    return same_frames_of(plan, clip, bench_config(name), f"video {name}", dreamers, judge)
+
+
+def same_frames_of(plan: Plan, clip: Clip, cfg: VideoConfig, label: str,
+                   dreamers: Sequence[DreamSource], judge: Dreamer) -> PresetRow:
+    """`same_frames` for any settings `cfg`; `label` starts its log line."""
     lo, hi = plan.window
     if not cfg.warm:
         frames = limited(replay(clip, lo), hi - lo, float("inf"))
@@ -242,7 +247,7 @@ def same_frames(plan: Plan, clip: Clip, name: str, dreamers: Sequence[DreamSourc
         "busy_seconds": report["busy_seconds"], "busy_share": _share(report),
         "wall_seconds": report["wall_seconds"],
     }
-    log(f"video {name} same frames {lo}..{hi - 1}: {row['fps']} fps, strength {row['strength']}x "
+    log(f"{label} same frames {lo}..{hi - 1}: {row['fps']} fps, strength {row['strength']}x "
         f"(judged at {common[0]}x{common[1]}: {row['strength_common_scale']}x), "
         f"flicker {row['flicker']}x input")
     return row
