@@ -13,7 +13,7 @@ from livedream.config import ConfigError
 
 __all__ = [
     "parse_device", "parse_devices", "choose_precision", "autocast", "cpu_has_fast_bf16", "bf16_units",
-    "cpu_flags", "BF16_MEASURED",
+    "cpu_flags", "BF16_MEASURED", "STUDENT",
     "keep_freed_memory", "resolve_devices", "worker_threads", "dream_workers", "AUTO",
 ]
 
@@ -134,11 +134,15 @@ def cpu_has_fast_bf16() -> bool:
 # time (a timing taken on a busy machine could flip the choice), and nothing is spent on probes.
 # Only for CPUs with the units it was measured on; elsewhere `auto` is fp32 (without bf16 units
 # autocast emulates bf16, ~20x slower; with AVX512-BF16 alone nothing was measured).
+STUDENT = "student"  # BF16_MEASURED's name for the students' network
 BF16_MEASURED: dict[str, dict[str, dict[int, tuple[float, float]]]] = {
     "amx": {
         "googlenet": {64: (0.78, 0.47), 96: (1.04, 1.36), 128: (1.18, 1.19), 160: (1.40, 1.17),
                       224: (1.64, 1.43), 320: (1.46, 1.57), 448: (2.04, 1.70)},
         "effnet-lite0": {96: (0.43, 0.53), 224: (0.48, 0.58), 448: (0.46, 0.52)},
+        # a student's one pass (livedream.student, any teacher: one architecture), medians of 7
+        STUDENT: {64: (0.68, 0.63), 96: (0.80, 0.71), 160: (1.07, 0.95), 224: (1.28, 1.16),
+                  320: (1.58, 1.26), 448: (1.61, 1.47)},
     },
 }
 # bf16 is picked from the smallest measured side on which it was at least this much faster, at

@@ -36,7 +36,14 @@ from conftest import ROOT, resized
 
 from livedream import ConfigError, DreamConfig, Dreamer, preset
 from livedream.config import video_preset
-from livedream.devices import autocast, choose_precision, parse_device, resolve_devices, worker_threads
+from livedream.devices import (
+    autocast,
+    bf16_units,
+    choose_precision,
+    parse_device,
+    resolve_devices,
+    worker_threads,
+)
 from livedream.dream import to_tensor
 from livedream.frame import Frame
 from livedream.io.sinks import ListSink
@@ -288,7 +295,7 @@ def test_auto_devices_build_one_replica_per_gpu(monkeypatch, two_gpus):
     assert worker_threads(("cuda:0", "cuda:1", "cpu"), budget=6) == 6
 
 
-def test_the_student_picks_fp16_on_cuda(monkeypatch):
+def test_the_student_picks_fp16_on_cuda_and_bf16_only_where_measured_faster(monkeypatch):
     import livedream.student.dreamer as student_dreamer
 
     class Net:
@@ -296,7 +303,9 @@ def test_the_student_picks_fp16_on_cuda(monkeypatch):
             return self
 
     student = _random_student()
-    assert student_dreamer.StudentDreamer(student).precision == "fp32"  # the CPU
+    on_cpu = student_dreamer.StudentDreamer(student)
+    assert on_cpu.precision == ("bf16" if bf16_units() == "amx" else "fp32")  # devices.BF16_MEASURED
+    assert on_cpu.precision_for(torch.zeros(1, 3, 96, 96)) == "fp32"  # small inputs: slower in bf16
     monkeypatch.setattr(student_dreamer, "parse_device", lambda name: torch.device("cuda", 0))
     monkeypatch.setattr(student_dreamer, "_copy", lambda s: Net())  # nothing is moved to a GPU
     assert student_dreamer.StudentDreamer(student, device="cuda").precision == "fp16"

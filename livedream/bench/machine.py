@@ -7,7 +7,7 @@ import platform
 
 import torch
 
-from livedream.devices import BF16_MEASURED, bf16_units, choose_precision, cpu_has_fast_bf16
+from livedream.devices import BF16_MEASURED, STUDENT, bf16_units, choose_precision, cpu_has_fast_bf16
 from livedream.devices import bf16_from as _bf16_from
 
 __all__ = ["describe_machine"]
@@ -62,7 +62,7 @@ def describe_machine() -> dict[str, object]:
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "mkldnn": torch.backends.mkldnn.is_available(),
         "cuda_devices": torch.cuda.device_count() if torch.cuda.is_available() else 0,
-        "auto_precision": {model: _auto_precision(model) for model in ("effnet-lite0", "googlenet")},
+        "auto_precision": {model: _auto_precision(model) for model in ("effnet-lite0", "googlenet", STUDENT)},
         "python": platform.python_version(), "platform": platform.platform(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
     }
