@@ -185,14 +185,15 @@ VIDEO_PRESETS: dict[str, dict[str, object]] = {
 # Adaptive quality: settings from the cheapest to the richest, per dream source. The controller
 # (livedream.adaptive) starts at `start` and climbs while there is time to spare, steps down
 # when the output falls behind. Each rung changes only the fields listed (so every field a rung
-# sets, the others set too). Measured on frames 24..35 of samples/box.mp4 (640x480), block9's
-# energy out/in and flicker (x the input's), 2 CPU replicas; `classic`: 3.44x.
+# sets, the others set too). What each rung buys: `livedream bench --sections ladder` (block9's
+# energy out/in and flicker x the input's, on frames 24..35 of samples/box.mp4, 640x480;
+# `classic`: 3.44x); the figures below are its 2026-12-01 run on a 2-core Xeon.
 QUALITY_LADDERS: dict[str, dict[str, object]] = {
     # The student's own dream does not grow with time to spare; gradient steps on top do, carried
     # from frame to frame in its chain, and with more of the chain kept (blend 0.9) they build up
-    # steadily. With the 43500-step student: scale 1 1.31x at 1.40x flicker; one step on top at
-    # 480 px 1.68x (1.44x), at full size 2.05x (1.55x), two 2.64x (1.70x). (One step at 320 px
-    # gained nothing, 1.38x, and steps not carried in the chain flickered: 2.1x for 1.55x.)
+    # steadily: scale 1 1.38x at 1.49x flicker; one step on top at 480 px 1.70x (1.48x), at full
+    # size 2.07x (1.59x), two 2.64x (1.73x). (Before: one step at 320 px gained nothing, and
+    # steps not carried in the chain flickered, 2.1x for 1.55x.)
     "student": dict(start=2, rungs=[
         dict(student_scale=0.5, refine_iters=0, blend=0.6),
         dict(student_scale=0.75, refine_iters=0, blend=0.6),
@@ -202,9 +203,9 @@ QUALITY_LADDERS: dict[str, dict[str, object]] = {
         dict(student_scale=1.0, refine_iters=2, refine_width=None, step=0.35, octaves=1, blend=0.9),
     ]),
     # One step per frame on a wider dream buys more than more steps or octaves on a narrow one:
-    # 320 px 1.38x (1.37x flicker), 400 1.61x (1.37x), 480 1.96x (1.37x), 640 2.44x (1.42x);
-    # 480 px with 2 steps 2.32x (1.46x), with 2 steps and 2 octaves 2.36x (1.59x); 640 px with
-    # 2 steps 2.99x (1.56x), with 2 and 2 octaves 3.74x (1.63x).
+    # 320 px 1.38x (1.37x flicker), 400 1.61x (1.41x), 480 2.00x (1.41x), 640 2.42x (1.51x);
+    # then 640 px with 2 steps 2.92x (1.73x), full size with 2 steps and 2 octaves 3.66x (1.86x),
+    # 4 and 3 3.91x (2.28x). (480 px with 2 steps and 2 octaves, the old rung 4: 2.36x at 1.59x.)
     "gradient": dict(start=2, rungs=[
         dict(dream_width=192, iters=1, octaves=1),
         dict(dream_width=256, iters=1, octaves=1),
