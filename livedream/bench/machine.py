@@ -42,7 +42,7 @@ def _auto_precision(model: str) -> str:
     if choose_precision("auto", cpu, model=model) == "fp32":
         return "fp32"
     side = _bf16_from(BF16_MEASURED[bf16_units() or ""][model])
-    return f"bf16 from {side}x{side} px per step (fp32 below)"
+    return f"bf16 from {side}x{side} px inputs (fp32 below)"
 
 
 def describe_machine() -> dict[str, object]:
