@@ -426,7 +426,11 @@ class Pipeline:
         dreamer = self.dreamers[i]
         if not fits(dreamer, cfg):
             dreamer = self.dreamers[i] = self.dreamer_for(cfg, str(dreamer.device))
-            self.warm.reset()  # the old residual belongs to another dream
+            if self.live:  # the old residual belongs to another dream: the next frame starts cold
+                self.warm.reset()
+            # Files (ordered mode) keep their chain: a reset would drop the states that frames in
+            # other workers wait for (a deadlock when replicas for another dream are given: each
+            # worker rebuilds at its first batch); an older dream there only fades with the decay.
         return dreamer
 
     def _fill(self, q: _Queue, batch: list[Frame], size: int) -> bool:

@@ -11,11 +11,17 @@ from livedream.config import video_preset
 from livedream.frame import Frame, dream_size
 from livedream.io.sinks import ListSink, NullSink
 from livedream.io.sources import SyntheticSource
-from livedream.pipeline import Pipeline, StageError, build_dreamers
+from livedream.pipeline import Pipeline, StageError, build_dreamers, dreamer_for
 from livedream.temporal import warping_error
 
 # One replica: a single warm-start chain (the default, `auto`, is one replica per core).
 SMALL = dict(dream_width=96, iters=1, octaves=1, cold_iters=3, jitter=2, step=3.0, devices="cpu")
+
+
+def realtime(**fields):
+    """`realtime` by gradient ascent (`--student none`): these tests are about its warm starts;
+    the student's chain is tested in test_student.py."""
+    return video_preset("realtime", **fields).replace(student=None)
 
 
 def run(cfg, frames=12, width=128, height=96, **kw):
@@ -26,7 +32,7 @@ def run(cfg, frames=12, width=128, height=96, **kw):
 
 
 def test_every_frame_comes_out_in_order_and_dreamed():
-    frames, report, src = run(video_preset("realtime", **SMALL))
+    frames, report, src = run(realtime(**SMALL))
     assert [f.index for f in frames] == list(range(12))
     assert report.frames_in == report.frames_out == 12 and report.dropped == 0
     for f in frames:
@@ -37,7 +43,7 @@ def test_every_frame_comes_out_in_order_and_dreamed():
 
 
 def test_round_robin_over_two_cpu_replicas_keeps_order():
-    cfg = video_preset("realtime", **dict(SMALL, devices="cpu,cpu", batch=2))
+    cfg = realtime(**dict(SMALL, devices="cpu,cpu", batch=2))
     frames, report, _ = run(cfg, frames=15)
     assert [f.index for f in frames] == list(range(15))
     assert 1 <= report.cold_starts <= 2 * 2  # frames dealt before any dream had finished
@@ -60,7 +66,7 @@ class _Jittery:
 
 @pytest.mark.parametrize("batch", [1, 2])
 def test_two_replicas_give_the_same_frames_whatever_their_timing(batch):
-    cfg = video_preset("realtime", **dict(SMALL, devices="cpu,cpu", batch=batch))
+    cfg = realtime(**dict(SMALL, devices="cpu,cpu", batch=batch))
     dreamers = build_dreamers(cfg)
     outs = []
     for seed in range(3):  # another order of finishing each time
@@ -78,8 +84,8 @@ def test_two_replicas_give_the_same_frames_whatever_their_timing(batch):
 
 
 def test_warm_started_frames_are_temporally_closer_than_classic():
-    warm, _, src = run(video_preset("realtime", **SMALL), frames=16)
-    cold, _, _ = run(video_preset("realtime", warm=False, **SMALL), frames=16)
+    warm, _, src = run(realtime(**SMALL), frames=16)
+    cold, _, _ = run(realtime(warm=False, **SMALL), frames=16)
     sources = [src.frame(i) for i in range(16)]
     warm_err = warping_error([f.out for f in warm], sources)
     cold_err = warping_error([f.out for f in cold], sources)
@@ -87,7 +93,7 @@ def test_warm_started_frames_are_temporally_closer_than_classic():
 
 
 def test_residual_does_not_run_away():
-    frames, _, src = run(video_preset("realtime", **SMALL), frames=40)
+    frames, _, src = run(realtime(**SMALL), frames=40)
     diffs = [np.abs(f.out.astype(float) - src.frame(f.index)).mean() for f in frames]
     assert max(diffs[20:]) < 3 * np.median(diffs[5:20]) + 1, diffs
 
@@ -102,7 +108,7 @@ def test_a_failing_sink_stops_the_pipeline_with_the_stage_name():
             if self.count == 3:
                 raise OSError("No space left on device")
 
-    cfg = video_preset("realtime", **SMALL)
+    cfg = realtime(**SMALL)
     sink = Broken()
     p = Pipeline(SyntheticSource(64, 48, frames=50), [sink], cfg, build_dreamers(cfg))
     with pytest.raises(StageError, match="sink stage failed: No space left on device"):
@@ -115,13 +121,13 @@ def test_a_failing_source_names_the_source_stage():
         yield Frame(0, 0.0, np.zeros((48, 64, 3), np.uint8))
         raise RuntimeError("camera unplugged")
 
-    cfg = video_preset("realtime", **SMALL)
+    cfg = realtime(**SMALL)
     with pytest.raises(StageError, match="source stage failed: camera unplugged"):
         Pipeline(frames(), [NullSink()], cfg, build_dreamers(cfg)).run()
 
 
 def test_stop_ends_a_long_run_early():
-    cfg = video_preset("realtime", **SMALL)
+    cfg = realtime(**SMALL)
     sink = NullSink()
     holder: dict[str, Pipeline] = {}
 
@@ -137,7 +143,7 @@ def test_stop_ends_a_long_run_early():
 
 
 def test_live_policy_drops_frames_it_cannot_keep_up_with():
-    cfg = video_preset("realtime", **SMALL)
+    cfg = realtime(**SMALL)
     src = SyntheticSource(128, 96, frames=60, fps=300, paced=True)
     sink = ListSink()
     report = Pipeline(src, [sink], cfg, build_dreamers(cfg), live=True).run()
@@ -172,3 +178,31 @@ def test_the_detail_preset_dreams_full_size_one_tile_per_frame():
     assert frames[0].residual.shape == (96, 128, 3)  # full size: no upsampling
     changes = [np.abs(f.out.astype(int) - src.frame(f.index).astype(int)).mean() for f in frames]
     assert min(changes) > 1.0, changes
+
+
+def test_replicas_for_another_dream_are_rebuilt_and_the_run_finishes_with_the_same_frames():
+    import threading
+
+    cfg = realtime(**dict(SMALL, devices="cpu,cpu"))
+    given = build_dreamers(cfg.replace(student="auto"))  # the shipped student's replicas
+    assert all(getattr(d, "student_path", None) for d in given)
+    calls = []
+
+    def late_second(config, device):  # the second worker gets its replica after the first dreamed
+        calls.append(device)
+        if len(calls) == 2:
+            time.sleep(1.0)
+        return dreamer_for(config, device)
+
+    sink = ListSink()
+    pipeline = Pipeline(SyntheticSource(128, 96, frames=10), [sink], cfg, given, dreamer_for=late_second)
+    runner = threading.Thread(target=pipeline.run, daemon=True)
+    runner.start()
+    runner.join(timeout=60)
+    if runner.is_alive():  # the workers' chain deadlocked (each worker reset it when rebuilding)
+        pipeline.stop()
+        pytest.fail("the run did not finish")
+    assert len(calls) == 2 and not any(getattr(d, "student_path", None) for d in pipeline.dreamers)
+    expected, _, _ = run(cfg, frames=10)
+    assert [f.index for f in sink.frames] == list(range(10))
+    assert all(np.array_equal(a.out, b.out) for a, b in zip(sink.frames, expected, strict=True))

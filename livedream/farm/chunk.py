@@ -82,7 +82,7 @@ def model_loads() -> int:
 def cached_dreamers(cfg: VideoConfig) -> list[DreamSource]:
     """One dream source per device of `cfg`, built on first use and kept for this process's life."""
     global _loads
-    key = (cfg.dream, cfg.devices)
+    key = (cfg.dream, cfg.devices, cfg.student)  # a student, or gradient ascent on the same layer
     with _lock:
         if key not in _dreamers:
             _dreamers[key] = build_dreamers(cfg)
