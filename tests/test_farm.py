@@ -87,8 +87,9 @@ def make_keyed_clip(path: Path, *, width: int = 64, height: int = 48, frames: in
 
 
 def probe(path: Path) -> dict:
-    with av.open(str(path)) as c:  # where the last frame ends: the video's duration
-        video_end = max(float((p.pts + p.duration) * p.time_base) for p in c.demux(video=0) if p.size)
+    with av.open(str(path)) as c:  # where the last frame (the largest pts) ends: the video's end
+        last = max((p for p in c.demux(video=0) if p.size), key=lambda p: p.pts)
+        video_end = float((last.pts + last.duration) * last.time_base)
     with av.open(str(path)) as c:
         duration = c.duration
         times = [float(f.time) for f in c.decode(video=0)]

@@ -230,7 +230,7 @@ def _join(job: _File, manifest: Manifest, options: BatchOptions, run: str) -> No
         parts = [Part(os.path.join(manifest.folder, r.file), r.first_pts)
                  for r in records if r is not None]
         result = join_chunks(parts, job.report.output, source=job.plan.src,
-                             time_base=job.plan.time_base, metadata=options.metadata)
+                             time_base=job.plan.time_base, end=job.plan.end, metadata=options.metadata)
     except (LivedreamError, OSError) as error:
         job.report.status, job.report.error = "failed", f"joining: {_one_line(error)}"
         manifest.mark_failed(job.name, job.report.input, job.report.error, run)

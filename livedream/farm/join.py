@@ -53,29 +53,38 @@ def _signature(stream: av.video.stream.VideoStream) -> tuple[object, ...]:
             bytes(ctx.extradata or b""), stream.time_base)
 
 
-def _timing(path: str) -> tuple[int, dict[int, int]]:
+def _timing(path: str, first_pts: int, end: Fraction | None, time_base: Fraction
+            ) -> tuple[int, dict[int, int]]:
     """(smallest pts, pts -> duration) of a chunk file's video, in its stream's time base.
 
-    Durations are the gaps between frames in display order, the last one lasting until the
-    stream's end, as the writer meant them: an .mp4 stores decode-order gaps instead, which
-    differ from them with B-frames and irregular timing, and would end the video elsewhere.
+    Durations are the gaps between frames in display order, as the writer meant them: an .mp4
+    stores decode-order gaps instead, which differ from them with B-frames and irregular timing,
+    and would end the video elsewhere. The last frame lasts until `end` (source seconds: where
+    the next chunk begins, or the source's end; the chunk's first frame is at `first_pts` in
+    `time_base`, the source's): the file's own stream duration is a decode-time sum, which can
+    fall short of its last frame. Without `end`, a typical frame's length.
     """
     with av.open(path) as container:
         stream = container.streams.video[0]
         times = sorted(p.pts for p in container.demux(stream) if p.size and p.pts is not None)
-        length = stream.duration
+        own = cast(Fraction, stream.time_base)  # a demuxed stream always has one
     if not times:
         raise FarmError(f"chunk file {os.path.basename(path)} holds no video packet")
-    last = times[-1] - times[0]
-    end = times[0] + (length if length and length > last else last + 1)
-    return times[0], {t: after - t for t, after in zip(times, [*times[1:], end], strict=True)}
+    gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False))
+    last = times[-1] + (gaps[len(gaps) // 2] if gaps else 1)
+    if end is not None:
+        last = max(times[-1] + 1, times[0] + round((end - first_pts * time_base) / own))
+    return times[0], {t: after - t for t, after in zip(times, [*times[1:], last], strict=True)}
 
 
 def join_chunks(parts: Sequence[Part], dst: str | os.PathLike[str], *, source: str,
-                time_base: Fraction, metadata: dict[str, str] | None = None) -> JoinResult:
+                time_base: Fraction, end: float | None = None,
+                metadata: dict[str, str] | None = None) -> JoinResult:
     """Concatenate `parts` (in time order) into `dst`, muxing `source`'s audio once.
 
     `time_base`: the source's video time base (the output stream keeps it, as the writer does).
+    `end`: where the source's video ends (seconds, from its headers, as `livedream video` ends
+    its output), the last frame lasting until then; None: one typical frame after it starts.
     Raises FarmError when the chunks were encoded differently (they cannot be joined without
     re-encoding) and OutputError when `dst` cannot be written.
     """
@@ -96,9 +105,12 @@ def join_chunks(parts: Sequence[Part], dst: str | os.PathLike[str], *, source: s
             has_audio = bool(probe.streams.audio)
         if has_audio:
             audio = AudioCopy(Path(source), output, None, None)
-        frames, end, last_dts = 0, 0.0, None
+        frames, video_end, last_dts = 0, 0.0, None
+        # Each chunk ends where the next begins; the last where the source does.
+        ends: list[Fraction | None] = [Fraction(p.first_pts) * time_base for p in parts[1:]]
+        ends.append(None if end is None else Fraction(end))
         for k, part in enumerate(parts):
-            low, durations = _timing(part.path)
+            low, durations = _timing(part.path, part.first_pts, ends[k], time_base)
             with av.open(part.path) as chunk:
                 stream = chunk.streams.video[0]
                 if _signature(stream) != signature:
@@ -121,14 +133,14 @@ def join_chunks(parts: Sequence[Part], dst: str | os.PathLike[str], *, source: s
                         last_dts = packet.dts
                     pts = packet.pts if packet.pts is not None else packet.dts
                     assert pts is not None  # untimed packets were skipped above
-                    end = max(end, float((pts + (packet.duration or 0)) * packet.time_base))
+                    video_end = max(video_end, float((pts + (packet.duration or 0)) * packet.time_base))
                     if audio is not None:
                         audio.mux_until(float(pts * packet.time_base))
                     packet.stream = video
                     output.mux(packet)
                     frames += 1
         if audio is not None:
-            audio.finish(end)
+            audio.finish(video_end)
             audio = None
         output.close()
         output = None
@@ -144,4 +156,4 @@ def join_chunks(parts: Sequence[Part], dst: str | os.PathLike[str], *, source: s
         if isinstance(error, (av.FFmpegError, OSError)):
             raise OutputError(f"cannot write {path.name} ({os_reason(error)})") from error
         raise
-    return JoinResult(str(path), frames, end)
+    return JoinResult(str(path), frames, video_end)

@@ -66,6 +66,7 @@ class FilePlan:
     height: int
     has_audio: bool
     chunks: tuple[Chunk, ...]
+    end: float | None = None  # where the video ends, source seconds, from the headers (None: unknown)
 
     @property
     def frames(self) -> int:
@@ -112,6 +113,7 @@ def plan_file(src: str | os.PathLike[str], *, chunk_seconds: float | None = 30.0
     path = os.path.abspath(src)
     with VideoReader(path) as reader:  # opens, probes and decodes one frame: a bad file fails here
         info = reader.info
+        video_end = None if reader.end_time is None else reader.end_time + reader.start
     times, keys = packet_times(path)
     boundaries: list[int] = []
     if chunk_seconds and times and info.duration > 1.5 * chunk_seconds:
@@ -136,7 +138,7 @@ def plan_file(src: str | os.PathLike[str], *, chunk_seconds: float | None = 30.0
         if after.warm is not None and after.warm != this.warm and after.warm != after.begin:
             chunks[k] = dataclasses.replace(this, fade=after.warm, fade_seek=after.seek)
     return FilePlan(path, info.time_base, info.fps, info.duration, info.width, info.height,
-                    info.has_audio, tuple(chunks))
+                    info.has_audio, tuple(chunks), video_end)
 
 
 def _boundaries(times: list[int], keys: list[int], step: int) -> list[int]:
