@@ -163,12 +163,15 @@ _DREAM_FIELDS = {f.name for f in dataclasses.fields(DreamConfig)}
 # Video presets: DreamConfig and VideoConfig fields together. `classic` is the old way, kept as
 # the baseline: every frame from scratch, full size, the classic image parameters.
 VIDEO_PRESETS: dict[str, dict[str, object]] = {
-    # realtime: a small step with a slow decay keeps the change per frame (flicker) small while
-    # the dream still builds up (measured on samples/box.mp4, frames 24..35, 2 CPU replicas:
-    # step 0.5 flicker 1.40-1.57x the input's, step 0.35 1.33-1.41x, same full-size strength
-    # 1.37x; the strength saturates: step 0.8 gives 1.38x at 2.2x flicker).
-    "realtime": dict(dream_width=320, iters=1, octaves=1, step=0.35, jitter=4, decay=0.99,
-                     cold_iters=6, adaptive=True),
+    # realtime: the shipped student where one exists for the layer (one pass at full size,
+    # blended with the previous frame's dream along the flow), else gradient ascent, said once
+    # (`--student none` asks for it): a small step with a slow decay keeps the change per frame
+    # (flicker) small while the dream still builds up. Measured on samples/box.mp4, frames
+    # 24..35 (`livedream bench --sections video`): the student 1.38x strength at 1.49x flicker,
+    # 45-56 fps in bf16 on an AMX CPU; the gradient step the same 1.38x at 1.37x, 37-39 fps
+    # (step 0.5: flicker 1.40-1.57x; the strength saturates: step 0.8 gives 1.38x at 2.2x).
+    "realtime": dict(student="auto", dream_width=320, iters=1, octaves=1, step=0.35, jitter=4,
+                     decay=0.99, cold_iters=6, adaptive=True),
     "balanced": dict(dream_width=480, iters=2, octaves=2, step=1.5, jitter=8, decay=0.9,
                      cold_iters=8),
     "quality": dict(dream_width=640, iters=3, octaves=3, step=1.5, jitter=16, decay=0.9,

@@ -4,9 +4,10 @@ BENCHMARKS.md, so a reader can judge with their own eyes what the strength numbe
     python scripts/compare_presets.py [--clip samples/box.mp4] [--frames 30,60] [-o docs/compare.png]
 
 Rows: the input, classic (every frame from scratch at full size), realtime at fixed settings
-(one gradient step at 320 px), detail (one full-size tile per frame), realtime with the shipped
-student (`--student auto`, where one ships), realtime with adaptive quality on a 30 fps pace, and
-realtime at 480 px (one step per frame, the adaptive ladder's rung on a faster machine).
+(the shipped student, one pass, where one ships), realtime by gradient ascent (`--student none`:
+one step at 320 px), detail (one full-size tile per frame), realtime with adaptive quality on a
+30 fps pace, and realtime by gradient ascent at 480 px (one step per frame, the gradient
+ladder's rung on a faster machine).
 Each warm preset runs from the clip's first frame, so its warm start has built up by then.
 """
 
@@ -69,15 +70,15 @@ def main() -> int:
     rows.append(("classic (every frame from scratch)", dreamed([frames[k] for k in keep], classic,
                                                                list(range(len(keep))))))
     fixed = video_preset("realtime", adaptive=False)
-    rows.append(("realtime, fixed (a gradient step at 320 px)", dreamed(frames, fixed, keep)))
+    gradient = fixed.replace(student=None)
+    if student_for(fixed) is not None:
+        rows.append(("realtime, fixed (the shipped student, one pass)", dreamed(frames, fixed, keep)))
+    rows.append(("realtime --student none (a gradient step at 320 px)", dreamed(frames, gradient, keep)))
     rows.append(("detail (one full-size tile per frame)", dreamed(frames, video_preset("detail"), keep)))
-    student = fixed.replace(student="auto")
-    if student_for(student) is not None:
-        rows.append(("realtime --student auto (one pass)", dreamed(frames, student, keep)))
     rows.append(("realtime, adaptive at a 30 fps pace", dreamed(frames, video_preset("realtime"), keep,
                                                                pace=30.0)))
-    rows.append(("realtime at 480 px (a faster machine's rung)",
-                 dreamed(frames, fixed.replace(dream_width=480), keep)))
+    rows.append(("realtime --student none at 480 px (a faster machine's rung)",
+                 dreamed(frames, gradient.replace(dream_width=480), keep)))
     h, w = frames[0].rgb.shape[:2]
     size = (args.width, round(h * args.width / w))
     sheet = np.vstack([np.hstack([label(cv2.resize(img, size, interpolation=cv2.INTER_AREA),

@@ -107,12 +107,15 @@ def test_sweep_has_time_and_strength_per_setting_and_the_channel_check(results):
 @pytest.mark.slow  # the module fixture runs the whole quick bench
 def test_video_has_the_documented_keys(results):
     video = results["video"]
-    for name in ("realtime", "classic"):
+    for name in ("realtime", "realtime-gradient", "classic"):
         p = video["presets"][name]
         for key in ("fps", "strength", "strength_common_scale", "flicker"):
             assert _positive(p[key]), (name, key, p)
         assert set(p["busy_seconds"]) >= {"source", "dream", "sink"}, p
-        w = video["widths"][name]["64"]
+    # realtime dreams with the shipped student; the same preset by gradient ascent beside it
+    assert video["presets"]["realtime"]["one_pass"] and not video["presets"]["realtime-gradient"]["one_pass"]
+    assert set(video["widths"]) == {"realtime-gradient", "classic"}  # dream widths: gradient ascent's
+    for w in (ws["64"] for ws in video["widths"].values()):
         assert _positive(w["end_to_end_fps"]) and _positive(w["dream_fps"]), w
     assert _positive(video["ratio_realtime_vs_classic"])
     for key in ("fps_ratio", "strength_ratio", "flicker_vs_input"):

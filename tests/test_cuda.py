@@ -148,7 +148,7 @@ def test_two_replicas_on_one_gpu_give_the_frames_in_the_same_order_as_one():
     n = 20
     results = {}
     for devices in (("cuda:0",), ("cuda:0", "cuda:0")):
-        cfg = video_preset("realtime", devices=devices)
+        cfg = video_preset("realtime", devices=devices).replace(student=None)
         dreamers = build_dreamers(cfg)
         assert [str(d.device) for d in dreamers] == list(devices)
         sink = ListSink()
@@ -174,7 +174,7 @@ def _released() -> tuple[int, int]:
 @cuda
 def test_gpu_memory_is_returned_after_a_run(photo):
     cfg = DreamConfig(device="cuda", iters=2, octaves=2)
-    vcfg = video_preset("realtime", devices=("cuda:0", "cuda:0"))
+    vcfg = video_preset("realtime", devices=("cuda:0", "cuda:0")).replace(student=None)
 
     def run() -> None:
         dreamer = Dreamer(cfg)
@@ -334,7 +334,7 @@ def test_cuda_replicas_keep_their_device_and_leave_torch_threads_alone(monkeypat
     calls = []
     monkeypatch.setattr(torch, "set_num_threads", lambda n: calls.append(n))
     fakes = [_FakeGpuDreamer("cuda:0"), _FakeGpuDreamer("cuda:1")]
-    cfg = video_preset("realtime", devices=("cuda:0", "cuda:1"), dream_width=64)
+    cfg = video_preset("realtime", devices=("cuda:0", "cuda:1"), dream_width=64).replace(student=None)
     sink = ListSink()
     report = Pipeline(SyntheticSource(96, 72, frames=8), [sink], cfg, fakes).run()
     assert [f.index for f in sink.frames] == list(range(8)) and report.frames_out == 8
@@ -349,8 +349,8 @@ def test_beside_a_cuda_replica_a_cpu_replica_gets_the_threads(monkeypatch):
     budget = torch.get_num_threads()
     calls = []
     monkeypatch.setattr(torch, "set_num_threads", lambda n: calls.append(n))
-    dreamers = [_FakeGpuDreamer("cuda:0"), build_dreamers(video_preset("realtime", devices=("cpu",)))[0]]
-    cfg = video_preset("realtime", devices=("cuda:0", "cpu"), dream_width=64, iters=1)
+    cfg = video_preset("realtime", devices=("cuda:0", "cpu"), dream_width=64, iters=1).replace(student=None)
+    dreamers = [_FakeGpuDreamer("cuda:0"), build_dreamers(cfg.replace(devices=("cpu",)))[0]]
     sink = ListSink()
     Pipeline(SyntheticSource(96, 72, frames=4), [sink], cfg, dreamers).run()
     assert [f.index for f in sink.frames] == list(range(4))

@@ -491,13 +491,15 @@ def test_the_d_key_cycles_gradient_ascent_and_the_shipped_students(tmp_path, cfg
     monkeypatch.setattr(weights, "SHIPPED", tmp_path)
     weights._shipped_index.cache_clear()
     try:
-        control = Control(cfg)
+        control = Control(cfg)  # realtime: the shipped student of its layer (here a.pt)
         keys = Steering(control)
-        assert keys("d") == "student block9" and control.config.student == str(tmp_path / "a.pt")
+        assert cfg.student == "auto"
         assert keys("d") == "student block5 filter 3"
         assert control.config.dream.layers == ("block5",) and control.config.dream.channel == 3
         assert keys("d") == "gradient ascent" and control.config.student is None  # googlenet's is skipped
-        assert keys("d") == "student block9" and control.config.dream.channel is None
+        assert keys("d") == "student block9" and control.config.student == str(tmp_path / "a.pt")
+        assert control.config.dream.channel is None
+        assert keys("d") == "student block5 filter 3"
         monkeypatch.setattr(weights, "SHIPPED", tmp_path / "none")
         weights._shipped_index.cache_clear()
         assert keys("d").startswith("no student ships") and control.config.student is not None

@@ -108,8 +108,9 @@ def test_upload_move_a_slider_and_the_dream_changes(site, browser):
     assert "error" not in driver.find_element(By.ID, "status").get_attribute("class")
 
     # The same slider steered the live stream, which the page shows.
-    params = httpx.get(f"{site.url}/api/params", params={"token": TOKEN}).json()["params"]
-    assert params["iters"] == 3
+    def live_iters(_):  # the page steers the live stream by its own request, maybe still on its way
+        return httpx.get(f"{site.url}/api/params", params={"token": TOKEN}).json()["params"]["iters"]
+    wait.until(lambda d: live_iters(d) == 3)
     wait.until(lambda d: d.execute_script("return document.getElementById('live').naturalWidth") == 96)
 
 

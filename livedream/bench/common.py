@@ -93,7 +93,7 @@ class Plan:
     # video
     clip_size: tuple[int, int] | None = None  # resize the clip's frames to this (quick)
     widths: tuple[int, ...] = (320, 480, 640)
-    presets: tuple[str, ...] = ("realtime", "realtime-student", "detail", "balanced", "quality", "classic")
+    presets: tuple[str, ...] = ("realtime", "realtime-gradient", "detail", "balanced", "quality", "classic")
     run_frames: int = 150  # at most this many frames per end-to-end run
     run_seconds: float = 8.0  # ... and no new frame after this many seconds (>= min_frames)
     min_frames: int = 3
@@ -141,7 +141,7 @@ QUICK = Plan(
     sweep_size=(96, 80), sweep_iters=(1, 2), sweep_octaves=(1, 2), sweep_scales=(1.4,),
     sweep_layers=("block5", "block9"),
     channel_checks=(("effnet-lite0", "block9", (None, 0)),),
-    clip_size=(160, 120), widths=(80, 160), presets=("realtime", "classic"),
+    clip_size=(160, 120), widths=(80, 160), presets=("realtime", "realtime-gradient", "classic"),
     run_frames=8, run_seconds=1.5, min_frames=2, window=(3, 5), live_seconds=1.5,
     live_size=(160, 120), iters_sweep=(1, 2), file_seconds=0.3, alone_frames=6, ladder_rungs=2,
     batches=(1, 2), scale_size=(96, 80), roofline_size=(96, 80), roofline_bf16_size=(64, 48),

@@ -28,7 +28,7 @@ def bench_ladder(plan: Plan) -> dict[str, Any]:
     judge = Dreamer(DreamConfig(precision="fp32"))
     clip = load_clip(plan.clip_size)
     base = video_preset("realtime", adaptive=False)
-    kinds = {"gradient": base, "student": base.replace(student="auto")}
+    kinds = {"gradient": base.replace(student=None), "student": base.replace(student="auto")}
     result: dict[str, Any] = {}
     for kind, cfg in kinds.items():
         if kind == "student" and student_for(cfg) is None:

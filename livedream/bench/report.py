@@ -174,7 +174,7 @@ def _video(v: dict) -> str:
     rows = [(r["iters"], r["dream_fps"], _med({**r, "runs": r["frames"]}, "seconds_per_frame"))
             for r in v["iters"]]
     size = "x".join(map(str, v["iters"][0]["dream_size"])) if v["iters"] else ""
-    text += (f"\n### fps vs iterations per frame (`realtime`, dream alone, {size})\n\n"
+    text += (f"\n### fps vs iterations per frame (`realtime` by gradient ascent, dream alone, {size})\n\n"
              + _table(("iterations", "dream fps", "s/frame"), rows))
     f = v["file_to_file"]
     if f.get("skipped"):
@@ -249,8 +249,8 @@ def _scaling(s: dict) -> str:
                           [(k, r["fps"], _med(r)) for k, r in s["batch"].items()])
     rows = [(k, "-", "-", f"skipped: {r['skipped']}") if r.get("skipped") else
             (k, _med(r, "fps"), r["precision"], _fmt(r["busy_seconds"])) for k, r in s["devices"].items()]
-    text += ("\nDevices: `realtime` end to end (decoded frames .. NullSink), frames dealt round-robin to "
-             "one model replica per device.\n\n"
+    text += ("\nDevices: `realtime` by gradient ascent end to end (decoded frames .. NullSink), frames "
+             "dealt round-robin to one model replica per device.\n\n"
              + _table(("devices", "fps", "precision", "busy seconds"), rows))
     return text
 
@@ -355,8 +355,9 @@ def write_plots(data: dict, folder: str) -> list[str] | str:
     rows = data.get("video", {}).get("iters", [])
     if rows:
         fig, ax = plt.subplots(figsize=(6.4, 4.4))
+        size = "x".join(map(str, rows[0]["dream_size"]))
         ax.plot([r["iters"] for r in rows], [r["dream_fps"] for r in rows], marker="o",
-                label=f"realtime, dream alone, {'x'.join(map(str, rows[0]['dream_size']))}")
+                label=f"realtime by gradient ascent, dream alone, {size}")
         ax.axhline(20, color="red", linestyle="--", linewidth=1, label="target 20 fps (file to file)")
         ax.set(xlabel="iterations per frame", ylabel="frames per second", ylim=(0, None),
                title="fps vs iterations per frame")

@@ -48,16 +48,16 @@ def _fps(dreamer: Dreamer, x: torch.Tensor, cfg: DreamConfig, plan: Plan) -> dic
 
 
 def bench_scaling(plan: Plan) -> dict[str, object]:
-    """Dream stage throughput (`realtime`: 1 iteration, 1 octave) vs threads and batch size; end
-    to end (decoded frames .. NullSink) vs devices (frames dealt round-robin to one model replica
-    per device)."""
-    rt = video_preset("realtime")
+    """Dream stage throughput (`realtime` by gradient ascent: 1 iteration, 1 octave) vs threads
+    and batch size; end to end (decoded frames .. NullSink) vs devices (frames dealt round-robin
+    to one model replica per device)."""
+    rt = video_preset("realtime").replace(student=None)
     dreamer = Dreamer(rt.dream)
     cfg = rt.dream
     size = plan.scale_size
     x = _frames(plan, size, max(plan.batches))
     result: dict[str, object] = {"size": list(size),
-                                 "preset": "realtime (dream stage: 1 iteration, 1 octave)"}
+                                 "preset": "realtime by gradient ascent (dream stage: 1 iteration, 1 octave)"}
 
     before = torch.get_num_threads()
     threads = {}
@@ -75,7 +75,7 @@ def bench_scaling(plan: Plan) -> dict[str, object]:
     devices: dict[str, object] = {}
     for names in plan.device_sets + _cuda_sets():
         key = ",".join(names)
-        vcfg = video_preset("realtime", devices=names, precision="auto")
+        vcfg = video_preset("realtime", devices=names, precision="auto").replace(student=None)
         dreamers = build_dreamers(vcfg)
         reports: list[RunReport] = []
         for _ in range(plan.repeats):

@@ -1,6 +1,6 @@
 """The student and adaptive quality: how fast a student dreams, how strong its dream is on
 footage it never saw, what the app's photo costs through it, how its validation strength grew
-with training time; and where adaptive quality settles, live and for a file with a target.
+with training time; and where adaptive quality settles live.
 
 Sections `student` and `adaptive` of `livedream bench`.
 """
@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from livedream.bench.common import Plan, Target, load_clip, log, photo, summary, verdict
+from livedream.bench.video import GRADIENT
 from livedream.config import DreamConfig, video_preset
 from livedream.control import Control
 from livedream.dream import Dreamer, to_tensor
@@ -126,8 +127,9 @@ def _unseen(plan: Plan, student: Student) -> dict[str, Any]:
 
 
 def bench_adaptive(plan: Plan) -> dict[str, Any]:
-    """`adaptive.{live, file}`: a paced 30 fps source (the sample clip, looped) dreamed live with
-    adaptive quality; the sample clip file to file with a target of 25 fps."""
+    """`adaptive["live <run>"]`: a paced 30 fps source (the sample clip, looped) dreamed live with
+    adaptive quality, by `realtime` as a user runs it (the shipped student, where one ships) and,
+    beside it, by gradient ascent (`realtime-gradient`)."""
     from livedream.io.sources import SyntheticSource
     from livedream.live.session import LiveSession
     from livedream.pipeline import build_dreamers
@@ -141,8 +143,10 @@ def bench_adaptive(plan: Plan) -> dict[str, Any]:
             return clip.frames[i % len(clip.frames)][3]
 
     w, h = clip.size
-    for name in ("realtime",):
-        cfg = video_preset(name)
+    runs = {"realtime": video_preset("realtime")}  # as a user runs it: the shipped student if there is one
+    if student_for(runs["realtime"]) is not None:
+        runs[GRADIENT] = runs["realtime"].replace(student=None)
+    for name, cfg in runs.items():
         control = Control(cfg)
         source = Paced(w, h, frames=int(plan.live_seconds * fps), fps=fps, paced=True)
         sink = ListSink()

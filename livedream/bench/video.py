@@ -42,7 +42,7 @@ from livedream.pipeline import DreamSource, Pipeline, Sink, build_dreamers
 from livedream.student import student_for
 from livedream.temporal import WarmStart, warping_error
 
-__all__ = ["bench_video", "dream_alone", "same_frames_of", "WindowSink"]
+__all__ = ["bench_video", "dream_alone", "same_frames_of", "WindowSink", "GRADIENT"]
 
 FILE_FPS = Target("issue 3, realtime file to file", 20.0, "fps", higher=True)
 NULL_FPS = Target("issue 3's file-to-file figure, here without the encode", 20.0, "fps", higher=True)
@@ -70,18 +70,37 @@ class WindowSink:
         pass
 
 
+GRADIENT = "realtime-gradient"  # realtime by gradient ascent (`--student none`): the bench's name
+
+
 def bench_config(name: str) -> VideoConfig:
     """A preset as the bench compares it: fixed settings (adaptive quality has its own section).
-    `realtime-student` is realtime dreamed by the shipped student (`--student auto`)."""
-    if name == "realtime-student":
-        return video_preset("realtime", adaptive=False).replace(student="auto")
+    `realtime-gradient` is realtime dreamed by gradient ascent (`--student none`), as it was
+    before a student shipped; `realtime` itself dreams with the shipped student."""
+    if name == GRADIENT:
+        return video_preset("realtime", adaptive=False).replace(student=None)
     return video_preset(name).replace(adaptive=False)
 
 
 def measured_presets(plan: Plan) -> list[str]:
-    """The plan's presets that have something to measure: `realtime-student` only where a student
-    ships for realtime's layer (else it would be `realtime` again)."""
-    return [n for n in plan.presets if n != "realtime-student" or student_for(bench_config(n)) is not None]
+    """The plan's presets that have something to measure: `realtime-gradient` only where a
+    student ships for realtime's layer (else `realtime` is gradient ascent already)."""
+    return [n for n in plan.presets if n != GRADIENT or student_for(bench_config("realtime")) is not None]
+
+
+class Replicas:
+    """The model replicas (one per device, as the product builds them) of each dream source the
+    bench runs, built once: gradient ascent's, the student's."""
+
+    def __init__(self) -> None:
+        self._built: dict[str | None, list[DreamSource]] = {}
+
+    def __call__(self, cfg: VideoConfig) -> list[DreamSource]:
+        student = student_for(cfg)
+        key = None if student is None else student.path
+        if key not in self._built:
+            self._built[key] = build_dreamers(cfg)
+        return self._built[key]
 
 
 def dream_alone(dreamer: DreamSource, cfg: VideoConfig, smalls: list[np.ndarray],
@@ -157,7 +176,7 @@ def _smalls(clip: Clip, size: tuple[int, int], n: int) -> list[np.ndarray]:
     return [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames]
 
 
-def by_width(plan: Plan, clip: Clip, dreamers: Sequence[DreamSource]) -> dict[str, dict[str, object]]:
+def by_width(plan: Plan, clip: Clip, replicas: Replicas) -> dict[str, dict[str, object]]:
     """fps of each whole-frame gradient-ascent preset (not a student's, not detail's tiles) at
     each dream width: end to end (decoded frames .. NullSink) and the dream stage alone."""
     out: dict[str, dict[str, object]] = {}
@@ -165,13 +184,14 @@ def by_width(plan: Plan, clip: Clip, dreamers: Sequence[DreamSource]) -> dict[st
               if bench_config(n).tiles == 0 and student_for(bench_config(n)) is None]
     for name, width in itertools.product(scaled, plan.widths):
         cfg = bench_config(name).replace(dream_width=width)
+        dreamers = replicas(cfg)
         reports = _end_to_end(plan, clip, cfg, dreamers, slow=not cfg.warm)
         size = dream_size(*clip.size, width)
         smalls = _smalls(clip, size, plan.alone_frames if cfg.warm else plan.min_frames)
         alone = dream_alone(dreamers[0], cfg, smalls, plan.run_seconds, plan.min_frames)
         warm = alone[1:] if cfg.warm and len(alone) > 1 else alone  # the first frame starts cold
         e2e, per_frame = summary([float(r["fps"]) for r in reports]), summary(warm)
-        targets = [NULL_FPS] if name == "realtime" and width == 320 else []
+        targets = [NULL_FPS] if name in ("realtime", GRADIENT) and width == 320 else []
         row = {
             "dream_size": list(size), "end_to_end_fps": e2e["median"], "end_to_end_spread": e2e["spread"],
             "runs": e2e["runs"], "frames": [r["frames"] for r in reports],
@@ -211,11 +231,11 @@ class PresetRow(TypedDict):
     wall_seconds: float
 
 
-def same_frames(plan: Plan, clip: Clip, name: str, dreamers: Sequence[DreamSource],
-                judge: Dreamer) -> PresetRow:
+def same_frames(plan: Plan, clip: Clip, name: str, replicas: Replicas, judge: Dreamer) -> PresetRow:
     """One preset at its own dream width over the comparison window (warm presets run from frame
     0 so their warm start has built up; classic dreams only the window): fps, strength, flicker."""
-    return same_frames_of(plan, clip, bench_config(name), f"video {name}", dreamers, judge)
+    cfg = bench_config(name)
+    return same_frames_of(plan, clip, cfg, f"video {name}", replicas(cfg), judge)
 
 
 def same_frames_of(plan: Plan, clip: Clip, cfg: VideoConfig, label: str,
@@ -253,10 +273,11 @@ def same_frames_of(plan: Plan, clip: Clip, cfg: VideoConfig, label: str,
     return row
 
 
-def live(plan: Plan, name: str, dreamers: Sequence[DreamSource]) -> dict[str, object]:
+def live(plan: Plan, name: str, replicas: Replicas) -> dict[str, object]:
     """A paced fake camera (30 fps) in live mode: latency capture -> sink, fps, frames dropped."""
     src = SyntheticSource(*plan.live_size, frames=int(plan.live_seconds * 30), fps=30.0, paced=True)
-    report = _run(iter(src), bench_config(name), dreamers, NullSink(), live=True)
+    cfg = bench_config(name)
+    report = _run(iter(src), cfg, replicas(cfg), NullSink(), live=True)
     lat = report["latency_ms"]
     row = {"p50_ms": lat["p50"], "p95_ms": lat["p95"], "fps": report["fps"],
            "frames": report["frames"], "dropped": int(report["dropped"]) + src.skipped,
@@ -267,10 +288,11 @@ def live(plan: Plan, name: str, dreamers: Sequence[DreamSource]) -> dict[str, ob
     return row
 
 
-def iters_sweep(plan: Plan, clip: Clip, dreamers: Sequence[DreamSource]) -> list[dict[str, object]]:
-    """Dream stage alone, `realtime` at its width, 1..N iterations per frame."""
+def iters_sweep(plan: Plan, clip: Clip, replicas: Replicas) -> list[dict[str, object]]:
+    """Dream stage alone, `realtime` by gradient ascent at its width, 1..N iterations per frame."""
     rows = []
-    base = video_preset("realtime", dream_width=plan.widths[0])
+    base = bench_config(GRADIENT).replace(dream_width=plan.widths[0])
+    dreamers = replicas(base)
     size = dream_size(*clip.size, base.dream_width)
     smalls = _smalls(clip, size, plan.alone_frames)
     for iters in plan.iters_sweep:
@@ -284,8 +306,9 @@ def iters_sweep(plan: Plan, clip: Clip, dreamers: Sequence[DreamSource]) -> list
 
 
 def file_to_file(plan: Plan, env: dict[str, str]) -> dict[str, object]:
-    """`livedream video` on the sample clip, `realtime`, as a whole process (start to finalized
-    file): fps by the wall clock, the pipeline's own fps and its stage profile."""
+    """`livedream video` on the sample clip, `realtime` (as a user runs it: the shipped student
+    where there is one), as a whole process (start to finalized file): fps by the wall clock, the
+    pipeline's own fps and its stage profile."""
     clip = SAMPLES / "box.mp4"
     if not clip.exists() or not plan.processes:
         why = f"no sample clip at {clip}" if plan.processes else "no separate processes in this plan"
@@ -319,8 +342,8 @@ def file_to_file(plan: Plan, env: dict[str, str]) -> dict[str, object]:
 # -- the section ----------------------------------------------------------------------------------
 def bench_video(plan: Plan, env: dict[str, str]) -> dict[str, object]:
     """`video.presets.<name>.{fps, strength, flicker}`, `video.ratio_realtime_vs_classic`, ..."""
-    # Every preset dreams this network, on the replicas the product would use by default.
-    dreamers = build_dreamers(video_preset("realtime"))
+    # Every preset dreams this network (or its student), on the replicas the product would use by default.
+    replicas = Replicas()
     judge = Dreamer(DreamConfig(precision="fp32"))  # the presets' layer, to measure strength
     clip = load_clip(plan.clip_size)
     w, h = clip.size
@@ -334,8 +357,8 @@ def bench_video(plan: Plan, env: dict[str, str]) -> dict[str, object]:
                     "to realtime's dream size first, so all are judged at one scale)",
         "flicker": "warping error of the output / the input's own (flow and mask from the input)",
     }
-    result["widths"] = by_width(plan, clip, dreamers)
-    presets = {name: same_frames(plan, clip, name, dreamers, judge) for name in measured_presets(plan)}
+    result["widths"] = by_width(plan, clip, replicas)
+    presets = {name: same_frames(plan, clip, name, replicas, judge) for name in measured_presets(plan)}
     result["presets"] = presets
     if "realtime" in presets and "classic" in presets:
         rt, cl = presets["realtime"], presets["classic"]
@@ -351,11 +374,11 @@ def bench_video(plan: Plan, env: dict[str, str]) -> dict[str, object]:
             "classic_flicker_vs_input": cl["flicker"], "window": list(plan.window),
         }
         log(f"video realtime vs classic: {fps_ratio:.1f}x fps, {strength_ratio:.2f}x strength")
-    live_rows = {name: live(plan, name, dreamers) for name in measured_presets(plan) if name != "classic"}
+    live_rows = {name: live(plan, name, replicas) for name in measured_presets(plan) if name != "classic"}
     result["live"] = live_rows
     live_rows["classic"] = {"skipped": "every frame from scratch at full size takes seconds: "
                                        "not a live preset"}
-    result["iters"] = iters_sweep(plan, clip, dreamers)
+    result["iters"] = iters_sweep(plan, clip, replicas)
     result["file_to_file"] = file_to_file(plan, env)
     return result
 

@@ -86,7 +86,8 @@ def add_video_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-warm", action="store_true", help="dream every frame from scratch")
     g.add_argument("--student", metavar="WEIGHTS",
                    help="dream with a student (a one-pass network from `livedream distill`): a weights "
-                        "file, auto (the shipped one for the layer, if any) or none (gradient ascent)")
+                        "file, auto (the shipped one for the layer, if any; realtime's default) or none "
+                        "(gradient ascent)")
     g.add_argument("--blend", type=float,
                    help="student: share of the previous dream kept where the optical flow holds (0..1)")
     g.add_argument("--no-adaptive", action="store_true",
