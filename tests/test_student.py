@@ -92,6 +92,22 @@ def test_a_student_is_used_only_for_its_own_dream(tmp_path, monkeypatch):
     assert student_for(auto) is None
 
 
+def test_realtime_dreams_with_the_shipped_student_of_its_layer_else_by_gradient_ascent(caplog):
+    from livedream.pipeline import dreamer_for
+    from livedream.student.dreamer import StudentDreamer
+
+    assert isinstance(dreamer_for(video_preset("realtime"), "cpu"), StudentDreamer)  # block9's ships
+    assert not isinstance(dreamer_for(video_preset("realtime").replace(student=None), "cpu"), StudentDreamer)
+    import livedream.student
+
+    livedream.student._say_once.cache_clear()  # said once per process: maybe by a test before
+    caplog.set_level("WARNING", logger="livedream")
+    for _ in range(2):  # no student for block3: gradient ascent, said once
+        assert isinstance(dreamer_for(video_preset("realtime", layers=("block3",)), "cpu"), Dreamer)
+    said = [r.getMessage() for r in caplog.records if "no student for" in r.getMessage()]
+    assert said == ["no student for effnet-lite0 block3: dreaming by gradient ascent"], said
+
+
 def _store(tmp_path, size=(96, 72), sources=3) -> tuple[PairStore, list, Dreamer]:
     import cv2
 
