@@ -167,9 +167,9 @@ VIDEO_PRESETS: dict[str, dict[str, object]] = {
     # blended with the previous frame's dream along the flow), else gradient ascent, said once
     # (`--student none` asks for it): a small step with a slow decay keeps the change per frame
     # (flicker) small while the dream still builds up. Measured on samples/box.mp4, frames
-    # 24..35 (`livedream bench --sections video`): the student 1.38x strength at 1.49x flicker,
-    # 45-56 fps in bf16 on an AMX CPU; the gradient step the same 1.38x at 1.37x, 37-39 fps
-    # (step 0.5: flicker 1.40-1.57x; the strength saturates: step 0.8 gives 1.38x at 2.2x).
+    # 24..35 (`livedream bench --sections video`, 2026-12-01 03:32, 2-core Xeon with AMX): the
+    # student 1.42x strength at 1.50x flicker, 39.9 fps (bf16); the gradient step 1.38x at 1.37x,
+    # 31.4 fps (step 0.5: flicker 1.40-1.57x; the strength saturates: step 0.8 gives 1.38x at 2.2x).
     "realtime": dict(student="auto", dream_width=320, iters=1, octaves=1, step=0.35, jitter=4,
                      decay=0.99, cold_iters=6, adaptive=True),
     "balanced": dict(dream_width=480, iters=2, octaves=2, step=1.5, jitter=8, decay=0.9,
@@ -194,8 +194,8 @@ VIDEO_PRESETS: dict[str, dict[str, object]] = {
 QUALITY_LADDERS: dict[str, dict[str, object]] = {
     # The student's own dream does not grow with time to spare; gradient steps on top do, carried
     # from frame to frame in its chain, and with more of the chain kept (blend 0.9) they build up
-    # steadily: scale 1 1.38x at 1.49x flicker; one step on top at 480 px 1.70x (1.48x), at full
-    # size 2.07x (1.59x), two 2.64x (1.73x). (Before: one step at 320 px gained nothing, and
+    # steadily: scale 1 1.42x at 1.50x flicker; one step on top at 480 px 1.73x (1.49x), at full
+    # size 2.08x (1.60x), two 2.64x (1.73x). (Before: one step at 320 px gained nothing, and
     # steps not carried in the chain flickered, 2.1x for 1.55x.)
     "student": dict(start=2, rungs=[
         dict(student_scale=0.5, refine_iters=0, blend=0.6),

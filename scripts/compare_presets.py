@@ -72,12 +72,12 @@ def main() -> int:
     fixed = video_preset("realtime", adaptive=False)
     gradient = fixed.replace(student=None)
     if student_for(fixed) is not None:
-        rows.append(("realtime, fixed (the shipped student, one pass)", dreamed(frames, fixed, keep)))
-    rows.append(("realtime --student none (a gradient step at 320 px)", dreamed(frames, gradient, keep)))
+        rows.append(("realtime, fixed (the student, one pass)", dreamed(frames, fixed, keep)))
+    rows.append(("realtime --student none (320 px)", dreamed(frames, gradient, keep)))
     rows.append(("detail (one full-size tile per frame)", dreamed(frames, video_preset("detail"), keep)))
     rows.append(("realtime, adaptive at a 30 fps pace", dreamed(frames, video_preset("realtime"), keep,
                                                                pace=30.0)))
-    rows.append(("realtime --student none at 480 px (a faster machine's rung)",
+    rows.append(("--student none at 480 px (faster machine)",
                  dreamed(frames, gradient.replace(dream_width=480), keep)))
     h, w = frames[0].rgb.shape[:2]
     size = (args.width, round(h * args.width / w))
