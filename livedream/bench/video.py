@@ -45,6 +45,8 @@ from livedream.temporal import WarmStart, warping_error
 __all__ = ["bench_video", "dream_alone", "same_frames_of", "WindowSink", "GRADIENT"]
 
 FILE_FPS = Target("issue 3, realtime file to file", 20.0, "fps", higher=True)
+FILE_FPS_LIVE_RATE = Target("issue 11, realtime file to file, whole process", 25.0, "fps", higher=True)
+FILE_TARGETS = [FILE_FPS, FILE_FPS_LIVE_RATE]
 NULL_FPS = Target("issue 3's file-to-file figure, here without the encode", 20.0, "fps", higher=True)
 RATIO_FPS = Target("issue 3, realtime / classic fps", 20.0, "x", higher=True)
 RATIO_STRENGTH = Target("issue 3, realtime / classic strength", 0.8, "x", higher=True)
@@ -332,8 +334,8 @@ def file_to_file(plan: Plan, env: dict[str, str]) -> dict[str, object]:
     row = {"fps": whole["median"], "spread": whole["spread"], "runs": whole["runs"],
            "pipeline_fps": summary([r[1] for r in runs])["median"], "frames": report["frames"],
            "busy_seconds": report["busy_seconds"], "busy_share": _share(report),
-           "wall_seconds": report["wall_seconds"], "targets": [FILE_FPS.text()],
-           "status": verdict(float(whole["median"]), [FILE_FPS], plan.judged)}
+           "wall_seconds": report["wall_seconds"], "targets": [t.text() for t in FILE_TARGETS],
+           "status": verdict(float(whole["median"]), FILE_TARGETS, plan.judged)}
     log(f"video file to file (whole process): {row['fps']} fps, pipeline {row['pipeline_fps']} fps "
         f"{row['status']}")
     return row
