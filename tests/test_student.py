@@ -314,6 +314,21 @@ def test_gradient_steps_on_a_students_dream_build_up_in_the_chain_on_any_number_
 
     one = run("cpu")
     change = [float(np.abs(o.astype(int) - still.astype(int)).mean()) for o in one]
-    assert (np.diff(change[1:]) > 0).all() and change[-1] > 1.15 * change[1], change
+    # it grows from frame to frame, then levels off (each frame keeps only a share of the chain)
+    assert (np.diff(change[1:6]) > 0).all() and change[-1] > 1.15 * change[1], change
     two = run("cpu,cpu")
     assert all(np.array_equal(a, b) for a, b in zip(one, two, strict=True))
+
+
+def test_the_shipped_students_dream_draws_no_line_along_the_pictures_edges(sample_rgb):
+    """The network's own zero padding drew a bright line along the top edge (its residual there
+    2.1x the interior's on the sample clip); the dreamer reflects the picture around it first."""
+    from livedream.student.dreamer import StudentDreamer
+
+    student = student_for(video_preset("realtime").replace(student="auto"))
+    assert student is not None
+    r = StudentDreamer(student, precision="fp32").residual(to_tensor(sample_rgb))[0].abs().mean(0).numpy()
+    assert r.shape == sample_rgb.shape[:2]
+    inner = float(r[20:-20, 20:-20].mean())
+    for name, rows in (("top", r[:3]), ("bottom", r[-3:]), ("left", r[:, :3]), ("right", r[:, -3:])):
+        assert float(rows.mean()) <= 1.5 * inner, (name, float(rows.mean()), inner)

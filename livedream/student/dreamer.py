@@ -9,11 +9,18 @@ elsewhere.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from livedream.devices import STUDENT, autocast, choose_precision, parse_device
 from livedream.student.weights import Student
 
 __all__ = ["StudentDreamer"]
+
+# Pixels of reflected picture around each input, cut off the output: the network's own zero
+# padding drew a bright line along the picture's top edge (the top rows' residual measured 2.1x
+# the interior's on the sample clip, 3.6x on fruits.jpg; with 8 px of reflection 0.9x and 1.3x,
+# the strength the same; ~6% more pixels to dream at 640x480).
+_PAD = 8
 
 
 class StudentDreamer:
@@ -33,9 +40,15 @@ class StudentDreamer:
         """x (B, 3, H, W) float 0..255 -> the dream's residual (B, 3, H, W) float32, on the CPU."""
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"expected frames (B, 3, H, W), got {tuple(x.shape)}")
+        pad = min(_PAD, x.shape[-2] - 1, x.shape[-1] - 1)  # reflection needs a smaller pad than the side
         with torch.inference_mode(), autocast(self.precision_for(x), self.device):
-            x = x.to(self.device, torch.float32).contiguous(memory_format=torch.channels_last)
-            return self.net(x).float().cpu()
+            x = x.to(self.device, torch.float32)
+            if pad > 0:
+                x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+            y = self.net(x.contiguous(memory_format=torch.channels_last))
+            if pad > 0:
+                y = y[..., pad:-pad, pad:-pad]
+            return y.float().cpu()
 
     def precision_for(self, x: torch.Tensor) -> str:
         """The precision the student runs in on `x` (..., H, W): `auto` picks by size, see
