@@ -77,6 +77,14 @@ def _timing(path: str, first_pts: int, end: Fraction | None, time_base: Fraction
     return times[0], {t: after - t for t, after in zip(times, [*times[1:], last], strict=True)}
 
 
+def _end_at(last: av.Packet, end: Fraction, first_dts: int) -> None:
+    """Make the video end at `end` seconds: an .mp4 keeps no display time per frame, its video
+    lasts from the first decode time to the last one plus the last packet's (in decode order)
+    duration, so that duration says where the video ends, whichever frame the encoder put last."""
+    assert last.dts is not None
+    last.duration = max(1, round(end / last.time_base) - last.dts + first_dts)
+
+
 def join_chunks(parts: Sequence[Part], dst: str | os.PathLike[str], *, source: str,
                 time_base: Fraction, end: float | None = None,
                 metadata: dict[str, str] | None = None) -> JoinResult:
@@ -106,6 +114,8 @@ def join_chunks(parts: Sequence[Part], dst: str | os.PathLike[str], *, source: s
         if has_audio:
             audio = AudioCopy(Path(source), output, None, None)
         frames, video_end, last_dts = 0, 0.0, None
+        first_dts: int | None = None
+        held: av.Packet | None = None  # the newest packet, muxed when the next one comes
         # Each chunk ends where the next begins; the last where the source does.
         ends: list[Fraction | None] = [Fraction(p.first_pts) * time_base for p in parts[1:]]
         ends.append(None if end is None else Fraction(end))
@@ -137,8 +147,17 @@ def join_chunks(parts: Sequence[Part], dst: str | os.PathLike[str], *, source: s
                     if audio is not None:
                         audio.mux_until(float(pts * packet.time_base))
                     packet.stream = video
-                    output.mux(packet)
+                    if first_dts is None:
+                        first_dts = packet.dts
+                    if held is not None:
+                        output.mux(held)
+                    held = packet
                     frames += 1
+        if held is not None:
+            if end is not None and held.dts is not None and first_dts is not None:
+                _end_at(held, Fraction(end), first_dts)
+                video_end = float(end)
+            output.mux(held)
         if audio is not None:
             audio.finish(video_end)
             audio = None
