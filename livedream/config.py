@@ -168,7 +168,8 @@ VIDEO_PRESETS: dict[str, dict[str, object]] = {
     # (`--student none` asks for it): a small step with a slow decay keeps the change per frame
     # (flicker) small while the dream still builds up. Measured on samples/box.mp4, frames
     # 24..35 (`livedream bench --sections video`, 2026-12-01 03:32, 2-core Xeon with AMX): the
-    # student 1.42x strength at 1.50x flicker, 39.9 fps (bf16); the gradient step 1.38x at 1.37x,
+    # student 1.42x strength at 1.50x flicker, 39.9 fps (bf16; 1.47x flicker since the student
+    # reflects the picture's edges, measured after that run); the gradient step 1.38x at 1.37x,
     # 31.4 fps (step 0.5: flicker 1.40-1.57x; the strength saturates: step 0.8 gives 1.38x at 2.2x).
     "realtime": dict(student="auto", dream_width=320, iters=1, octaves=1, step=0.35, jitter=4,
                      decay=0.99, cold_iters=6, adaptive=True),
