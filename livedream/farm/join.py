@@ -70,10 +70,11 @@ def _timing(path: str, first_pts: int, end: Fraction | None, time_base: Fraction
         own = cast(Fraction, stream.time_base)  # a demuxed stream always has one
     if not times:
         raise FarmError(f"chunk file {os.path.basename(path)} holds no video packet")
-    gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False))
-    last = times[-1] + (gaps[len(gaps) // 2] if gaps else 1)
     if end is not None:
         last = max(times[-1] + 1, times[0] + round((end - first_pts * time_base) / own))
+    else:
+        gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False))
+        last = times[-1] + (gaps[len(gaps) // 2] if gaps else 1)
     return times[0], {t: after - t for t, after in zip(times, [*times[1:], last], strict=True)}
 
 
